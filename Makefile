@@ -1,0 +1,32 @@
+# Set-up and the two everyday commands. Everything installs into .venv/ at the project root.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU build of PyTorch; see README ("GPU") for a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: run test lint bench clean-venv
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip >/dev/null
+	$(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+## make run: set up (first time) and run the main job on its embedded default
+run: $(BIN)/.installed
+	$(BIN)/python -m lensml.train
+
+## make test: set up (first time) and run the whole test suite
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check lensml tests benchmarks experiments
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_sim.py
+
+clean-venv:
+	rm -rf $(VENV)

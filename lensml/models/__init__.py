@@ -1,0 +1,1 @@
+"""lensml.models."""
