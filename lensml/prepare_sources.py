@@ -1,0 +1,49 @@
+"""``python -m lensml.prepare_sources maps=<file or dir> out_dir=<dir>``: MAPS files -> source tensors."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from lensml.data.maps_reader import resolve_maps_target
+from lensml.data.source_tensor import prepare_source
+from lensml.errors import LensmlError
+
+
+def run(cfg: DictConfig) -> int:
+    """Prepare every file of ``cfg.maps``; returns the exit status (0 if at least one source was written)."""
+    try:
+        files = resolve_maps_target(cfg.maps)
+    except LensmlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    written, failed = [], []
+    for path in tqdm(files, desc="prepare_sources", unit="file", disable=len(files) == 1):
+        try:
+            written.append(prepare_source(
+                path, cfg.out_dir, line=cfg.line, velocity=cfg.velocity, n_pix=int(cfg.n_pix),
+                grid_size_arcsec=cfg.grid_size_arcsec, preview=bool(cfg.previews),
+            ))
+        except LensmlError as exc:
+            failed.append(str(exc))
+            if len(files) == 1:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+    for msg in failed:
+        print(f"skipped: {msg}", file=sys.stderr)
+    print(f"prepare_sources: {len(written)} written to {cfg.out_dir}, {len(failed)} failed")
+    return 0 if written else 1
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare_sources")
+def main(cfg: DictConfig) -> None:
+    code = run(cfg)
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
