@@ -1,0 +1,114 @@
+"""Start-of-run validation of the ML config keys (data, model, trainer, logger, metrics, seed).
+
+Physics groups (source, lens, subhalo, noise, instrument, sim) are validated by
+``lensml.sim.simulator.build_simulator``. Every error is a ``ConfigError`` that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lensml.data.channels import CHANNEL_MODES, n_channels
+from lensml.errors import ConfigError
+
+MODELS_STREAMS = {1, 2}
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except Exception as exc:  # missing / interpolation errors
+        raise ConfigError(f"config key {key} cannot be read ({exc}); set it, e.g. {key}=...") from exc
+    return value
+
+
+def _int(cfg: DictConfig, key: str, minimum: int) -> int:
+    v = _get(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ConfigError(f"{key}={v!r} must be an integer >= {minimum}; e.g. {key}={max(minimum, 1)}")
+    return v
+
+
+def _positive(cfg: DictConfig, key: str) -> float:
+    v = _get(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+        raise ConfigError(f"{key}={v!r} must be a positive number")
+    return float(v)
+
+
+def check_data(cfg: DictConfig) -> None:
+    """``data.*``: mode, sizes, channels, loader settings, normalisation."""
+    if _get(cfg, "data") is None:
+        raise ConfigError("data group is missing; choose data=onthefly or data=cache")
+    mode = _get(cfg, "data.mode")
+    if mode not in ("onthefly", "cache"):
+        raise ConfigError(f"data.mode={mode!r} is unknown; use data=onthefly or data=cache")
+    for split in ("train", "val", "test"):
+        _int(cfg, f"data.n_{split}", 1)
+    _int(cfg, "data.seed", 0)
+    _int(cfg, "data.batch_size", 1)
+    if _get(cfg, "data.eval_batch_size") is not None:
+        _int(cfg, "data.eval_batch_size", 1)
+    _int(cfg, "data.num_workers", 0)
+    _int(cfg, "data.worker_threads", 0)
+    _positive(cfg, "data.velocity_scale_kms")
+    q = _get(cfg, "data.flux_quantile")
+    if not isinstance(q, int | float) or not 0 < q <= 1:
+        raise ConfigError(f"data.flux_quantile={q!r} must lie in (0, 1], e.g. 0.995")
+    ch = _get(cfg, "data.channels")
+    if ch not in CHANNEL_MODES:
+        raise ConfigError(f"data.channels={ch!r} is unknown; use one of {sorted(CHANNEL_MODES)}")
+
+
+def check_model(cfg: DictConfig) -> None:
+    """``model.*`` and its compatibility with ``data.channels``."""
+    name = _get(cfg, "model.name")
+    streams = _get(cfg, "model.n_streams")
+    if streams not in MODELS_STREAMS:
+        raise ConfigError(f"model.n_streams={streams!r} must be 1 or 2 (model={name})")
+    for key in ("model.net._target_", "model.optimizer._target_", "model.module._target_"):
+        if not isinstance(_get(cfg, key), str):
+            raise ConfigError(f"{key} is missing; model configs live in conf/model/ (model=baseline|dual_stream)")
+    _positive(cfg, "model.optimizer.lr")
+    ch = _get(cfg, "data.channels")
+    if streams == 2 and n_channels(ch) != 2:
+        raise ConfigError(
+            f"model={name} needs 2 input channels (flux, velocity) but data.channels={ch} gives "
+            f"{n_channels(ch)}; use data.channels=flux_velocity or flux_shuffled_velocity, or model=baseline"
+        )
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """``trainer.*`` basics."""
+    if not isinstance(_get(cfg, "trainer._target_"), str):
+        raise ConfigError("trainer._target_ is missing; choose trainer=default|gpu|ddp|ddp_cpu")
+    _int(cfg, "trainer.max_epochs", 1)
+
+
+def check_logger(cfg: DictConfig) -> None:
+    """``logger``: null or an instantiable logger."""
+    node = _get(cfg, "logger")
+    if node is not None and not isinstance(_get(cfg, "logger._target_"), str):
+        raise ConfigError("logger must be null or a group option with _target_; choose logger=wandb or logger=csv")
+
+
+def check_metrics(cfg: DictConfig) -> None:
+    """``metrics.mass_edges_log10``: at least two increasing log10 M_sun edges."""
+    edges = _get(cfg, "metrics.mass_edges_log10")
+    ok = edges is not None and len(edges) >= 2 and all(float(a) < float(b) for a, b in zip(edges[:-1], edges[1:]))
+    if not ok:
+        raise ConfigError(f"metrics.mass_edges_log10={edges!r} must be >= 2 increasing numbers, e.g. [6.5,7.5,8.5]")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Validate every ML key used by ``lensml.train`` (raises ``ConfigError`` naming the key)."""
+    _int(cfg, "seed", 0)
+    check_data(cfg)
+    check_model(cfg)
+    check_trainer(cfg)
+    check_logger(cfg)
+    check_metrics(cfg)
+    if _get(cfg, "test_ckpt") not in ("best", "last"):
+        raise ConfigError(f"test_ckpt={_get(cfg, 'test_ckpt')!r} must be best or last")

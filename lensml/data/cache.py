@@ -1,0 +1,268 @@
+"""The on-disk dataset cache: shards of rendered samples plus a ``manifest.json``.
+
+Layout (``<cache_dir>`` defaults to ``data/sim_dataset``)::
+
+    manifest.json          format, package version, config (physics groups + data seed), config_hash,
+                           counts per split, shard_size, shard list with sha256, complete flag
+    train_00000.npz        samples [0, shard_size) of split train; keys = SAMPLE_KEYS + "index"
+    train_00001.npz        ...
+    val_00000.npz, test_00000.npz, ...
+
+Every shard is written under a temporary name and renamed (``lensml.atomic_io``), so a crash never leaves a
+half shard under a final name. ``generate_cache`` writes the manifest first with ``complete: false``, skips
+shards that already exist and load cleanly (resume after a crash), and marks the manifest complete at the end.
+``CacheReader`` refuses a cache that is incomplete, was made from another config (hash mismatch), holds too
+few samples, or whose shards fail their checksum. Samples are identical to the on-the-fly ones: shard rows are
+``Simulator.sample_batch(seed, split, indices)`` rows, stored as returned (float32 maps, km/s velocity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lensml import __version__
+from lensml.atomic_io import save_npz, write_json
+from lensml.errors import DataError
+from lensml.sim.simulator import SAMPLE_KEYS, Simulator
+
+log = logging.getLogger(__name__)
+
+FORMAT = "lensml-sim-cache"
+FORMAT_VERSION = 1
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: config groups that determine the samples (and so enter the config hash)
+PHYSICS_GROUPS: tuple[str, ...] = ("source", "lens", "subhalo", "noise", "instrument", "sim")
+#: keys of the ``sim`` group that change speed only, not the samples (left out of the hash)
+RUNTIME_SIM_KEYS: frozenset[str] = frozenset({"device", "num_threads", "chunk_size", "batch_size"})
+MANIFEST = "manifest.json"
+
+
+def cache_config(sim_cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The part of the config that determines the samples: physics groups (resolved) and the data seed."""
+    out: dict[str, Any] = {"seed": int(seed)}
+    for group in PHYSICS_GROUPS:
+        node = sim_cfg.get(group) if hasattr(sim_cfg, "get") else None
+        node = _plain(node)
+        if group == "sim" and isinstance(node, dict):
+            node = {k: v for k, v in node.items() if k not in RUNTIME_SIM_KEYS}
+        out[group] = node
+    return out
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 (hex, first 16 characters) of the canonical JSON of ``config``."""
+    text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def shard_name(split: str, k: int) -> str:
+    return f"{split}_{k:05d}.npz"
+
+
+def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
+    """[start, stop) index ranges of the shards of a split of ``n`` samples."""
+    return [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _plain(node: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(node, DictConfig | ListConfig):
+            return OmegaConf.to_container(node, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    return node
+
+
+def _load_shard(path: Path, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Load one shard and check its keys and row indices; ``DataError`` naming the file otherwise."""
+    fix = f"delete {path} and re-run `python -m lensml.make_dataset` with the same config (it resumes)"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:  # zip/CRC/format errors all mean the same thing here
+        raise DataError(f"cache shard {path} is unreadable or corrupt ({exc}); {fix}") from exc
+    missing = [k for k in (*SAMPLE_KEYS, "index") if k not in data]
+    if missing:
+        raise DataError(f"cache shard {path} lacks keys {missing}; {fix}")
+    if not np.array_equal(data["index"], np.arange(start, stop)):
+        raise DataError(f"cache shard {path} does not hold samples [{start}, {stop}); {fix}")
+    return data
+
+
+def generate_cache(
+    simulator: Simulator,
+    config: Mapping[str, Any],
+    counts: Mapping[str, int],
+    out_dir: str | Path,
+    shard_size: int = 1024,
+    render_batch: int = 256,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Render ``counts[split]`` samples of each split into shards under ``out_dir``; resumes; returns the manifest.
+
+    ``config`` is ``cache_config(...)`` (its ``seed`` seeds the samples). ``progress(n)`` is called after
+    each rendered or verified chunk with the number of samples it covered.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chash = config_hash(config)
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("config_hash") != chash or old.get("shard_size") != shard_size:
+            if not overwrite:
+                raise DataError(
+                    f"{manifest_path} belongs to another config (hash {old.get('config_hash')}, shard_size "
+                    f"{old.get('shard_size')}; requested {chash}, {shard_size}); choose another data.cache_dir "
+                    "or pass overwrite=true to replace it"
+                )
+            for split in SPLITS:
+                for f in out.glob(f"{split}_*.npz"):
+                    f.unlink()
+    seed = int(config["seed"])
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config_hash": chash,
+        "config": dict(config),
+        "counts": {s: int(counts.get(s, 0)) for s in SPLITS},
+        "shard_size": int(shard_size),
+        "sample_keys": list(SAMPLE_KEYS),
+        "shards": {},
+        "complete": False,
+    }
+    write_json(manifest_path, manifest)
+    for split in SPLITS:
+        entries = []
+        for k, (start, stop) in enumerate(shard_ranges(manifest["counts"][split], shard_size)):
+            path = out / shard_name(split, k)
+            if path.exists():
+                try:
+                    _load_shard(path, start, stop)
+                    log.info("resume: keeping %s", path)
+                    entries.append({"file": path.name, "start": start, "stop": stop, "sha256": file_sha256(path)})
+                    if progress:
+                        progress(stop - start)
+                    continue
+                except DataError as exc:
+                    log.warning("re-rendering %s: %s", path, exc)
+            parts = []
+            for s in range(start, stop, render_batch):
+                idx = np.arange(s, min(s + render_batch, stop))
+                parts.append(simulator.sample_batch(seed, split, idx))
+                if progress:
+                    progress(len(idx))
+            data = {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in SAMPLE_KEYS}
+            data["source_id"] = data["source_id"].astype(str)
+            save_npz(path, index=np.arange(start, stop, dtype=np.int64), **data)
+            entries.append({"file": path.name, "start": start, "stop": stop, "sha256": file_sha256(path)})
+        manifest["shards"][split] = entries
+    manifest["complete"] = True
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+class CacheReader:
+    """Reads a cache made by ``generate_cache`` after checking it matches the requested config.
+
+    Args:
+        cache_dir: folder holding ``manifest.json`` and the shards.
+        config: ``cache_config(...)`` of the requested run; must hash to the manifest's ``config_hash``.
+        counts: samples needed per split; the cache must hold at least as many.
+        verify: check each shard's sha256 when loading it.
+    """
+
+    def __init__(
+        self, cache_dir: str | Path, config: Mapping[str, Any], counts: Mapping[str, int], verify: bool = True
+    ) -> None:
+        self.dir = Path(cache_dir)
+        self.verify = verify
+        path = self.dir / MANIFEST
+        make = "`python -m lensml.make_dataset` with the same overrides"
+        if not path.exists():
+            raise DataError(f"no dataset cache at {self.dir} ({MANIFEST} missing); create it with {make}")
+        try:
+            self.manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} is not valid JSON ({exc}); re-create the cache with {make}") from exc
+        if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest; re-create it with {make}")
+        if not self.manifest.get("complete"):
+            raise DataError(f"dataset cache {self.dir} is incomplete (generation stopped); finish it with {make}")
+        want = config_hash(config)
+        if self.manifest.get("config_hash") != want:
+            diff = _diff_keys(self.manifest.get("config", {}), dict(config))
+            raise DataError(
+                f"dataset cache {self.dir} was made for another config (manifest hash "
+                f"{self.manifest.get('config_hash')}, requested {want}; differing keys: {diff or 'unknown'}). "
+                f"Use data.mode=onthefly, point data.cache_dir elsewhere, or re-create it with {make}"
+            )
+        for split, n in counts.items():
+            have = int(self.manifest["counts"].get(split, 0))
+            if n > have:
+                raise DataError(
+                    f"dataset cache {self.dir} holds {have} {split} samples but data.n_{split}={n}; "
+                    f"lower data.n_{split} or re-create it with {make}"
+                )
+        self._splits: dict[str, dict[str, np.ndarray]] = {}
+
+    def load_split(self, split: str, n: int) -> dict[str, np.ndarray]:
+        """The first ``n`` samples of ``split`` as arrays (loaded once per process, kept in memory)."""
+        if split not in self._splits or len(self._splits[split]["index"]) < n:
+            parts = []
+            for entry in self.manifest["shards"][split]:
+                if entry["start"] >= n:
+                    break
+                path = self.dir / entry["file"]
+                if not path.exists():
+                    raise DataError(f"cache shard {path} is missing; re-run `python -m lensml.make_dataset`")
+                if self.verify and file_sha256(path) != entry["sha256"]:
+                    raise DataError(
+                        f"cache shard {path} fails its sha256 check (corrupt or replaced); delete it and re-run "
+                        "`python -m lensml.make_dataset` with the same config (it resumes)"
+                    )
+                parts.append(_load_shard(path, entry["start"], entry["stop"]))
+            self._splits[split] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self._splits[split]
+
+    def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        """Samples ``indices`` of ``split`` (``n`` = split size in use)."""
+        data = self.load_split(split, n)
+        return {k: data[k][indices] for k in SAMPLE_KEYS}
+
+    def __getstate__(self) -> dict[str, Any]:  # workers load their own copy, lazily
+        state = self.__dict__.copy()
+        state["_splits"] = {}
+        return state
+
+
+def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            keys += _diff_keys(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}")
+    return keys[:10]

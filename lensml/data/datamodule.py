@@ -1,0 +1,134 @@
+"""``LensDataModule``: train/val/test loaders of rendered samples, on the fly or from the cache.
+
+Both modes share ``LensDataset``; only the sample source differs (``SimulatorSource`` or ``CacheSource``).
+Built from ``conf/data/*.yaml`` by ``hydra.utils.instantiate`` (partial), then called with the physics
+config (``sim_cfg``: the composed config holding source/lens/subhalo/noise/instrument/sim, resolved).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from lensml.data.cache import CacheReader, cache_config
+from lensml.data.channels import n_channels
+from lensml.data.dataset import CacheSource, LensDataset, SimulatorSource, collate
+from lensml.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MODES = ("onthefly", "cache")
+
+
+class _WorkerInit:
+    """Limits torch threads in each DataLoader worker (rendering runs batch-parallel already)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def __call__(self, worker_id: int) -> None:
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+
+
+class LensDataModule(pl.LightningDataModule):
+    """Data of one run.
+
+    Args:
+        sim_cfg: config holding the physics groups (passed to ``build_simulator`` and hashed for the cache).
+        mode: ``onthefly`` (render in the loaders) or ``cache`` (read ``cache_dir`` made by ``make_dataset``).
+        n_train, n_val, n_test: samples per split.
+        seed: data seed; sample i of split s is a pure function of (seed, s, i).
+        channels: channel mode (``lensml.data.channels``).
+        batch_size: training batch size; ``eval_batch_size`` for val/test (default: the same).
+        num_workers: DataLoader workers (0 = render in the main process).
+        worker_threads: torch threads per worker (0 = leave torch's default).
+        velocity_scale_kms, flux_quantile: input normalisation (``lensml.data.channels``).
+        cache_dir: cache folder (mode ``cache``); verify_cache: check shard checksums on load.
+    """
+
+    def __init__(
+        self,
+        sim_cfg: Any,
+        mode: str = "onthefly",
+        n_train: int = 4096,
+        n_val: int = 512,
+        n_test: int = 1024,
+        seed: int = 0,
+        channels: str = "flux_velocity",
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        worker_threads: int = 1,
+        persistent_workers: bool = True,
+        pin_memory: bool = False,
+        velocity_scale_kms: float = 300.0,
+        flux_quantile: float = 0.995,
+        cache_dir: str = "data/sim_dataset",
+        verify_cache: bool = True,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"data.mode={mode!r} is unknown; use one of {MODES}")
+        self.in_channels = n_channels(channels)
+        self.sim_cfg = sim_cfg
+        self.mode = mode
+        self.counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
+        self.seed = int(seed)
+        self.channels = channels
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.worker_threads = int(worker_threads)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.pin_memory = bool(pin_memory)
+        self.velocity_scale_kms = float(velocity_scale_kms)
+        self.flux_quantile = float(flux_quantile)
+        self.cache_dir = cache_dir
+        self.verify_cache = bool(verify_cache)
+        self.datasets: dict[str, LensDataset] = {}
+
+    def make_source(self) -> SimulatorSource | CacheSource:
+        """The sample source of the configured mode (the cache is validated here)."""
+        if self.mode == "cache":
+            reader = CacheReader(
+                self.cache_dir, cache_config(self.sim_cfg, self.seed), self.counts, verify=self.verify_cache
+            )
+            return CacheSource(reader)
+        return SimulatorSource(self.sim_cfg, self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        source = self.make_source()
+        for split, n in self.counts.items():
+            self.datasets[split] = LensDataset(
+                source, split, n, self.seed, self.channels, self.velocity_scale_kms, self.flux_quantile
+            )
+        log.info("data: mode=%s channels=%s counts=%s seed=%d", self.mode, self.channels, self.counts, self.seed)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            worker_init_fn=_WorkerInit(self.worker_threads) if self.num_workers > 0 else None,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

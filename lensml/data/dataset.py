@@ -1,0 +1,143 @@
+"""``LensDataset``: samples of one split as CNN-ready batches, from the simulator or from the cache.
+
+One code path for both modes: a *sample source* returns raw samples (the ``lensml.sim.simulator`` dict) for
+indices of a split; the dataset selects the channels (``lensml.data.channels``), including the shuffled
+velocity pairing, and normalises them. Sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)``
+in both modes, whatever the worker, batch or process that asks for it.
+
+``__getitems__`` renders a whole batch with ONE ``sample_batch`` call (the DataLoader calls it with the
+batch's indices); ``collate`` then passes the ready batch dict through. Batch dict:
+``x`` (B, C, N, N) float32, ``label`` int64, ``mass_msun`` float64, ``sub_x_arcsec``, ``sub_y_arcsec``
+float64 (NaN if no subhalo), ``index`` int64 (sample index in the split), ``source_id`` list[str].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from lensml.data.cache import CacheReader
+from lensml.data.channels import needs_shuffle, shuffle_permutation, stack_channels
+
+
+class SampleSource(Protocol):
+    """Anything that returns raw samples (simulator contract dict) for indices of a split."""
+
+    def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]: ...
+
+
+class SimulatorSource:
+    """Renders samples on the fly; the simulator is built lazily in each process (workers included)."""
+
+    def __init__(self, sim_cfg: Any, seed: int) -> None:
+        self.sim_cfg = sim_cfg
+        self.seed = int(seed)
+        self._sim = None
+
+    @property
+    def simulator(self):  # noqa: ANN201 - lensml.sim.simulator.Simulator
+        if self._sim is None:
+            from lensml.sim import simulator as sim_mod
+
+            self._sim = sim_mod.build_simulator(self.sim_cfg)
+        return self._sim
+
+    def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        return self.simulator.sample_batch(self.seed, split, [int(i) for i in indices])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_sim"] = None
+        return state
+
+
+class CacheSource:
+    """Reads samples from a validated ``CacheReader``."""
+
+    def __init__(self, reader: CacheReader) -> None:
+        self.reader = reader
+
+    def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        return self.reader.get(split, indices, n)
+
+
+class LensDataset(Dataset):
+    """Samples ``0 .. n-1`` of ``split`` with channels ``channels`` (see ``lensml.data.channels``).
+
+    Args:
+        source: where raw samples come from (``SimulatorSource`` or ``CacheSource``).
+        split: ``train``, ``val`` or ``test``.
+        n: number of samples in this split.
+        seed: data seed (fixes the samples and the velocity shuffle).
+        channels: channel mode.
+        velocity_scale_kms: fixed velocity normalisation (km/s).
+        flux_quantile: quantile used as the per-sample flux peak.
+    """
+
+    def __init__(
+        self,
+        source: SampleSource,
+        split: str,
+        n: int,
+        seed: int,
+        channels: str = "flux_velocity",
+        velocity_scale_kms: float = 300.0,
+        flux_quantile: float = 0.995,
+    ) -> None:
+        self.source = source
+        self.split = split
+        self.n = int(n)
+        self.seed = int(seed)
+        self.channels = channels
+        self.velocity_scale_kms = float(velocity_scale_kms)
+        self.flux_quantile = float(flux_quantile)
+        self.perm = shuffle_permutation(seed, split, self.n) if needs_shuffle(channels) else None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def raw(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """Raw samples (simulator dict) for ``indices``, velocity already re-paired in the shuffle mode."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if np.any((idx < 0) | (idx >= self.n)):
+            raise IndexError(f"index out of range for {self.split} split of {self.n} samples")
+        if self.perm is None:
+            return self.source.get(self.split, idx, self.n)
+        vel_idx = self.perm[idx]
+        both, inverse = np.unique(np.concatenate([idx, vel_idx]), return_inverse=True)
+        data = self.source.get(self.split, both, self.n)
+        out = {k: np.asarray(v)[inverse[: len(idx)]] for k, v in data.items()}
+        out["velocity"] = np.asarray(data["velocity"])[inverse[len(idx):]]
+        return out
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        idx = np.asarray(indices, dtype=np.int64)
+        data = self.raw(idx)
+        x = stack_channels(
+            self.channels, np.asarray(data["flux"]), np.asarray(data["velocity"]),
+            self.velocity_scale_kms, self.flux_quantile,
+        )
+        return {
+            "x": torch.from_numpy(x),
+            "label": torch.as_tensor(np.asarray(data["label"]), dtype=torch.long),
+            "mass_msun": torch.as_tensor(np.asarray(data["mass_msun"]), dtype=torch.float64),
+            "sub_x_arcsec": torch.as_tensor(np.asarray(data["sub_x_arcsec"]), dtype=torch.float64),
+            "sub_y_arcsec": torch.as_tensor(np.asarray(data["sub_y_arcsec"]), dtype=torch.float64),
+            "index": torch.from_numpy(idx.copy()),
+            "source_id": [str(s) for s in np.asarray(data["source_id"])],
+        }
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        batch = self.__getitems__([i])
+        return {k: v[0] for k, v in batch.items()}
+
+
+def collate(batch: Any) -> Any:
+    """DataLoader ``collate_fn``: a batch dict from ``__getitems__`` passes through; a list of samples is stacked."""
+    if isinstance(batch, dict):
+        return batch
+    return default_collate(batch)

@@ -1,0 +1,75 @@
+"""Experiment-logger set-up: W&B offline by default, the ROC curve and an example-input panel.
+
+W&B policy: if the user has not set ``WANDB_MODE``, lensml sets ``WANDB_MODE=offline`` so a run never tries
+the network (no key and no network are fine); the run is written to ``<run dir>/wandb/offline-run-*`` and can be
+uploaded later with ``wandb sync <that dir>``. ``WANDB_SILENT`` is set (unless set) and ``WANDB_DIR`` points
+at the run dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def configure_wandb_env(run_dir: str | Path) -> str:
+    """Set the W&B environment for a run in ``run_dir``; return the effective mode."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_DIR", str(run_dir))
+    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+    Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
+    return os.environ["WANDB_MODE"]
+
+
+def is_wandb(logger: Any) -> bool:
+    try:
+        from pytorch_lightning.loggers import WandbLogger
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(logger, WandbLogger)
+
+
+def wandb_run_dir(logger: Any) -> str | None:
+    """Local folder of the W&B run (what ``wandb sync`` takes), or None."""
+    if not is_wandb(logger):
+        return None
+    run = logger.experiment
+    d = getattr(run, "dir", None)  # <...>/wandb/offline-run-*/files
+    return str(Path(d).parent) if d else None
+
+
+def log_wandb_panels(logger: Any, split: str, metrics: dict[str, Any], examples: dict[str, np.ndarray] | None) -> None:
+    """Log the ROC curve, the per-mass-bin AUC table and a panel of example inputs with predictions."""
+    if not is_wandb(logger):
+        return
+    import wandb
+
+    run = logger.experiment
+    roc = metrics.get("roc", {})
+    if roc.get("fpr"):
+        table = wandb.Table(columns=["fpr", "tpr"], data=[[f, t] for f, t in zip(roc["fpr"], roc["tpr"])])
+        run.log({f"{split}/roc_curve": wandb.plot.line(table, "fpr", "tpr", title=f"{split} ROC")})
+    rows = [[k, v.get("n_pos"), v.get("auc"), v.get("recall_at_fpr5")] for k, v in metrics["per_mass_bin"].items()]
+    run.log({f"{split}/per_mass_bin": wandb.Table(columns=["mass_bin", "n_pos", "auc", "recall_at_fpr5"], data=rows)})
+    if examples:
+        images = []
+        for i in range(len(examples["label"])):
+            img = np.concatenate(list(examples["x"][i]), axis=1)  # channels side by side
+            caption = (
+                f"label={int(examples['label'][i])} p={float(examples['prob'][i]):.2f} "
+                f"M={float(examples['mass_msun'][i]):.2g}"
+            )
+            images.append(wandb.Image(_to_uint8(img), caption=caption))
+        run.log({f"{split}/examples": images})
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    lo, hi = np.nanpercentile(img, [1, 99])
+    return (np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype(np.uint8)

@@ -1,0 +1,84 @@
+"""The two CNNs: ``BaselineCNN`` (one stream) and ``DualStreamCNN`` (flux and velocity streams).
+
+Input: (B, C, N, N) float32, channels as built by ``lensml.data.channels`` (flux first, then velocity).
+Output: (B, n_classes) logits; class 1 = subhalo present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class ConvEncoder(nn.Module):
+    """Conv 3x3 + ReLU + max-pool 2x2 per width (default 16 -> 32 -> 64), then global average pooling.
+
+    Maps (B, in_channels, N, N) to (B, widths[-1]).
+    """
+
+    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            layers += [nn.Conv2d(c, w, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.out_dim = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+
+def _head(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+    )
+
+
+class BaselineCNN(nn.Module):
+    """One conv stream on all input channels, Linear 64 -> 32 -> 2 (the flux-only baseline when C = 1)."""
+
+    n_streams = 1
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        widths: Sequence[int] = (16, 32, 64),
+        hidden: int = 32,
+        n_classes: int = 2,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.encoder = ConvEncoder(in_channels, widths)
+        self.head = _head(self.encoder.out_dim, hidden, n_classes, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+class DualStreamCNN(nn.Module):
+    """Two conv streams (channel 0 = flux, channel 1 = velocity) to 64-d each, concatenated, 128 -> 64 -> 2."""
+
+    n_streams = 2
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        widths: Sequence[int] = (16, 32, 64),
+        hidden: int = 64,
+        n_classes: int = 2,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if in_channels != 2:
+            raise ValueError(f"DualStreamCNN needs 2 input channels (flux, velocity), got {in_channels}")
+        self.flux_encoder = ConvEncoder(1, widths)
+        self.velocity_encoder = ConvEncoder(1, widths)
+        self.head = _head(2 * self.flux_encoder.out_dim, hidden, n_classes, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([self.flux_encoder(x[:, 0:1]), self.velocity_encoder(x[:, 1:2])], dim=1)
+        return self.head(z)

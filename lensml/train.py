@@ -1,0 +1,155 @@
+"""Train and evaluate one model: ``python -m lensml.train [overrides]`` (see docs/training.md).
+
+Composes ``conf/train.yaml``, validates it, instantiates data, model, logger and trainer, fits, scores the
+best checkpoint on val and test and writes into the run dir:
+``metrics.json`` (final val/test metrics, overall and per mass bin), ``test_predictions.npz`` (probs,
+labels, mass_msun, sub_x/y_arcsec, index, source_id), ``checkpoints/{best-*,last}.ckpt``, ``resolved_config.yaml``
+and the logger's files. ``run(cfg)`` does the same for a composed config (used by studies and tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lensml import __version__
+from lensml.atomic_io import save_npz, write_json, write_text
+from lensml.config_checks import check_train_config
+from lensml.data.cache import PHYSICS_GROUPS
+from lensml.logging_setup import configure_wandb_env, is_wandb, log_wandb_panels, wandb_run_dir
+
+log = logging.getLogger(__name__)
+
+
+def physics_config(cfg: DictConfig) -> DictConfig:
+    """The resolved physics groups of ``cfg`` (what ``build_simulator`` reads), as a small DictConfig."""
+    node = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in PHYSICS_GROUPS if g in cfg}
+    return OmegaConf.create(node)
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    """Checkpoint to resume from: ``ckpt_path`` if set, else ``<run_dir>/checkpoints/last.ckpt`` if resume."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    if cfg.get("resume"):
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.exists():
+            log.info("resuming from %s", last)
+            return str(last)
+        log.warning("resume=true but %s does not exist: starting from scratch", last)
+    return None
+
+
+def _hydra_info() -> dict[str, Any]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        return {
+            "choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
+            "overrides": list(hc.overrides.task),
+        }
+    except ValueError:  # not running under @hydra.main
+        return {"choices": {}, "overrides": []}
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Validate, build, fit and score one run; return the metrics dict also written to ``metrics.json``."""
+    t0 = time.time()
+    check_train_config(cfg)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data, _partial_=True, _convert_="all")(sim_cfg=physics_config(cfg))
+    net = instantiate(cfg.model.net, in_channels=datamodule.in_channels, _convert_="all")
+    module = instantiate(cfg.model.module, _convert_="all")(net=net, optimizer=instantiate(cfg.model.optimizer))
+
+    logger = None
+    if cfg.get("logger") is not None:
+        if "Wandb" in str(cfg.logger._target_):
+            configure_wandb_env(run_dir)
+        logger = instantiate(cfg.logger)
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+
+    ckpt_cb = trainer.checkpoint_callback
+    best = getattr(ckpt_cb, "best_model_path", "") or None
+    score_ckpt = best if (cfg.test_ckpt == "best" and best) else None
+    trainer.validate(module, datamodule=datamodule, ckpt_path=score_ckpt, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=score_ckpt, verbose=False)
+
+    metrics: dict[str, Any] = {
+        "model": cfg.model.name,
+        "channels": cfg.data.channels,
+        "seed": int(cfg.seed),
+        "data_seed": int(cfg.data.seed),
+        "mass_bin": OmegaConf.select(cfg, "subhalo.mass_bin", default=None),
+        **_hydra_info(),
+        "val": module.results.get("val"),
+        "test": module.results.get("test"),
+        "epochs_trained": int(trainer.current_epoch),
+        "scored_checkpoint": score_ckpt or "final weights",
+        "best_checkpoint": best,
+        "run_dir": str(run_dir),
+        "package_version": __version__,
+        "wall_time_s": round(time.time() - t0, 1),
+    }
+    if trainer.is_global_zero:
+        write_text(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_json(run_dir / "metrics.json", metrics)
+        if module.test_predictions is not None:
+            save_npz(run_dir / "test_predictions.npz", **module.test_predictions)
+        if is_wandb(logger):
+            log_wandb_panels(logger, "test", metrics["test"], module.examples)
+            metrics["wandb_dir"] = wandb_run_dir(logger)
+            logger.experiment.finish()
+        print(summary(metrics), flush=True)
+    return metrics
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """The end-of-run block: val and test ROC AUC, recall at FPR 5 %, test AUC per mass bin."""
+
+    def f(x: Any) -> str:
+        return "  n/a" if x is None else f"{x:.3f}"
+
+    lines = [f"==== lensml.train: model={metrics['model']} channels={metrics['channels']} seed={metrics['seed']} ===="]
+    for split in ("val", "test"):
+        m = metrics.get(split) or {}
+        lines.append(
+            f"{split:5s} ROC AUC = {f(m.get('auc'))}   recall@FPR5% = {f(m.get('recall_at_fpr5'))}   "
+            f"recall@FPR1% = {f(m.get('recall_at_fpr1'))}   accuracy = {f(m.get('accuracy'))}   (n={m.get('n')})"
+        )
+    bins = (metrics.get("test") or {}).get("per_mass_bin", {})
+    cells = [f"{k}: {f(v['auc'])} (n_pos={v['n_pos']})" for k, v in bins.items() if v["n_pos"]]
+    if cells:
+        lines.append("test AUC per mass bin: " + ", ".join(cells))
+    lines.append(f"run dir: {metrics['run_dir']}  (metrics.json, test_predictions.npz, checkpoints/)")
+    if metrics.get("wandb_dir"):
+        lines.append(f"W&B run: {metrics['wandb_dir']}  (upload later: wandb sync {metrics['wandb_dir']})")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the val AUC (objective for sweepers)."""
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    metrics = run(cfg)
+    return (metrics.get("val") or {}).get("auc")
+
+
+if __name__ == "__main__":
+    main()
