@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -123,16 +124,28 @@ def read_maps(
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected one MAPS file (manga-<plate>-<ifu>-MAPS-*.fits.gz)")
     try:
-        with fits.open(path, memmap=False) as hdul:
-            hdul.verify("silentfix")
-            return _read_open(path, hdul, line, velocity, tuple(reject_bits))
+        check_complete(path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*truncated.*")
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                return _read_open(path, hdul, line, velocity, tuple(reject_bits))
     except DataError:
         raise
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError) as exc:
+    except (OSError, EOFError, zlib.error, ValueError, TypeError, UserWarning) as exc:
         raise DataError(
             f"{path}: not a readable FITS file ({type(exc).__name__}: {exc}). Fix: the file is corrupt or "
             "truncated; download it again (`python -m lensml.download_manga`) or check it is a DAP MAPS file."
         ) from exc
+
+
+def check_complete(path: str | Path, chunk_bytes: int = 1 << 22) -> None:
+    """Raise ``EOFError``/``OSError`` if a gzipped file is truncated or corrupt (reads the whole stream)."""
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return
+    with gzip.open(path, "rb") as gz:
+        while gz.read(chunk_bytes):
+            pass
 
 
 def find_line_channel(header: fits.Header, line: str, path: Path | str = "") -> tuple[int, int]:
@@ -273,8 +286,6 @@ def _read_open(
 
 def _spaxel_scale(header: fits.Header, path: Path) -> tuple[float, np.ndarray]:
     """Spaxel size (arcsec) and the (east, north)-per-(col, row) matrix from the celestial WCS."""
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
@@ -296,8 +307,6 @@ def _spaxel_scale(header: fits.Header, path: Path) -> tuple[float, np.ndarray]:
 
 def _galaxy_center(header: fits.Header, primary: fits.Header, shape: tuple[int, ...]) -> tuple[float, float]:
     """(row, col) of the galaxy: OBJRA/OBJDEC through the WCS, else CRPIX, else the map centre."""
-    import warnings
-
     ny, nx = shape
     try:
         with warnings.catch_warnings():
