@@ -147,3 +147,28 @@ def test_unknown_profile_names_it_and_lists_valid_ones() -> None:
         ray_shoot(x, x, ["SIE", "PJAFFE"], [dict(theta_E=1.0, e1=0.0, e2=0.0), {}])
     with pytest.raises(ConfigError, match="kwargs_list"):
         alpha_total(x, x, ["SIS"], [])
+
+
+@pytest.mark.parametrize("name", ["NFW", "TNFW"])
+def test_halo_profiles_near_the_centre_match_lenstronomy(name: str) -> None:
+    """Radii from 1e-7 Rs to 10 Rs: lenstronomy's tiny cores (NFW 1e-6 Rs, TNFW 1e-3 Rs) are reproduced."""
+    kw = dict(Rs=0.4, alpha_Rs=0.8, center_x=0.1, center_y=-0.2)
+    if name == "TNFW":
+        kw["r_trunc"] = 2.0
+    r = kw["Rs"] * np.logspace(-7, 1, 400)
+    ang = np.linspace(0, 6 * np.pi, 400)
+    x, y = kw["center_x"] + r * np.cos(ang), kw["center_y"] + r * np.sin(ang)
+    ref_x, ref_y = LensModel([name]).alpha(x.copy(), y.copy(), [kw])
+    for dtype in (torch.float64, torch.float32):
+        ax, ay = PROFILES[name](torch.tensor(x, dtype=dtype), torch.tensor(y, dtype=dtype), **kw)
+        dev = max(np.abs(ax.double().numpy() - ref_x).max(), np.abs(ay.double().numpy() - ref_y).max())
+        assert dev < TOL[dtype] / 10
+
+
+def test_nfw_small_radius_series_is_continuous() -> None:
+    """The small-x series of g(x)/x^2 joins the closed form at x = 1e-2 (float64)."""
+    from lensml.sim.backends.torch_deflections import _nfw_g_over_x2
+
+    x = torch.tensor([1e-2 * (1 - 1e-12), 1e-2], dtype=torch.float64)
+    below, above = _nfw_g_over_x2(x)
+    assert abs(float(below / above) - 1) < 1e-9

@@ -190,12 +190,17 @@ def _nfw_fx(x: Tensor) -> Tensor:
 
 
 def _nfw_g_over_x2(x: Tensor) -> Tensor:
-    """g(x) / x^2 of the NFW profile, g(x) = ln(x/2) + F(x) (lenstronomy nfw._g), stable at small x."""
-    small = x < 1e-3
+    """g(x) / x^2 of the NFW profile, g(x) = ln(x/2) + F(x) (lenstronomy nfw._g), stable at small x.
+
+    Below x = 1e-2 the series L/2 - 1/4 + x^2 (3L/8 - 7/32) + x^4 (5L/16 - 37/192), L = ln(2/x), is used
+    (relative error < 1e-10 on both sides of the switch in float64).
+    """
+    small = x < 1e-2
     x_safe = torch.where(small, torch.ones_like(x), x)
     exact = (torch.log(x_safe / 2) + _nfw_fx(x_safe)) / (x_safe * x_safe)
     big_l = torch.log(2 / torch.where(small, x, torch.ones_like(x)))
-    series = big_l / 2 - 0.25 + x * x * (3 * big_l / 8 - 7 / 32)
+    x2 = x * x
+    series = big_l / 2 - 0.25 + x2 * (3 * big_l / 8 - 7 / 32) + x2 * x2 * (5 * big_l / 16 - 37 / 192)
     return torch.where(small, series, exact)
 
 
