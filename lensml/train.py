@@ -23,16 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from lensml import __version__
 from lensml.atomic_io import save_npz, write_json, write_text
 from lensml.config_checks import check_train_config
-from lensml.data.cache import PHYSICS_GROUPS
+from lensml.data.cache import physics_config
 from lensml.logging_setup import configure_wandb_env, is_wandb, log_wandb_panels, wandb_run_dir
 
 log = logging.getLogger(__name__)
-
-
-def physics_config(cfg: DictConfig) -> DictConfig:
-    """The resolved physics groups of ``cfg`` (what ``build_simulator`` reads), as a small DictConfig."""
-    node = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in PHYSICS_GROUPS if g in cfg}
-    return OmegaConf.create(node)
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:

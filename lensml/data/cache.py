@@ -57,6 +57,14 @@ def cache_config(sim_cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return out
 
 
+def physics_config(cfg: Any) -> Any:
+    """The resolved physics groups of a composed config (what ``build_simulator`` reads) as a DictConfig."""
+    from omegaconf import OmegaConf
+
+    node = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in PHYSICS_GROUPS if g in cfg}
+    return OmegaConf.create(node)
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     """sha256 (hex, first 16 characters) of the canonical JSON of ``config``."""
     text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
