@@ -176,7 +176,7 @@ def quality_row(
     try:
         return quality_metrics(read_maps(path, line=line, velocity=velocity), criteria)
     except DataError as exc:
-        log.warning("%s", exc)
+        log.debug("%s", exc)
         row = {k: "" for k in SUMMARY_COLUMNS}
         row.update(file=str(path), status="error", error=str(exc), usable=False, reason=f"error: {exc}")
         return row
