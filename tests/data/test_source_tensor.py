@@ -143,3 +143,9 @@ def test_too_few_valid_spaxels(make_maps):
     m = read_maps(make_maps(patchy=0.99, seed=3))
     with pytest.raises(DataError, match="too few"):
         make_source_tensor(m)
+
+
+def test_stellar_velocity_tensor(real_maps_path):
+    tensor, side = make_source_tensor(read_maps(real_maps_path, velocity="stellar"))
+    assert side["velocity_kind"] == "stellar" and side["line"] == "Ha-6564"
+    assert tensor.shape == (2, 64, 64) and (tensor[1] > 0).any() and (tensor[1] < 0).any()
