@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -11,6 +12,8 @@ from tqdm import tqdm
 from lensml.data.maps_reader import resolve_maps_target
 from lensml.data.source_tensor import prepare_source
 from lensml.errors import LensmlError
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> int:
@@ -32,6 +35,11 @@ def run(cfg: DictConfig) -> int:
             if len(files) == 1:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
+        except Exception as exc:  # a batch goes on; a single file shows the traceback
+            if len(files) == 1:
+                raise
+            log.exception("%s: unexpected error", path)
+            failed.append(f"{path}: unexpected {type(exc).__name__}: {exc}")
     for msg in failed:
         print(f"skipped: {msg}", file=sys.stderr)
     print(f"prepare_sources: {len(written)} written to {cfg.out_dir}, {len(failed)} failed")

@@ -177,9 +177,13 @@ def quality_row(
         return quality_metrics(read_maps(path, line=line, velocity=velocity), criteria)
     except DataError as exc:
         log.debug("%s", exc)
-        row = {k: "" for k in SUMMARY_COLUMNS}
-        row.update(file=str(path), status="error", error=str(exc), usable=False, reason=f"error: {exc}")
-        return row
+        message = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a batch goes on; the traceback goes to the log
+        log.exception("%s: unexpected error", path)
+        message = f"{path}: unexpected {type(exc).__name__}: {exc}"
+    row = {k: "" for k in SUMMARY_COLUMNS}
+    row.update(file=str(path), status="error", error=message, usable=False, reason=f"error: {message}")
+    return row
 
 
 def write_quality_summary(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
