@@ -171,6 +171,7 @@ class SourceSampler:
         p["bulge_sersic_n"] = draw(c["bulge_sersic_n"], rng)
         n_clumps = int(draw(c["n_clumps"], rng))
         clumps = np.zeros((4, self.max_clumps))
+        clumps[3] = 1.0  # width of unused (amplitude 0) clumps: any finite value
         for k in range(n_clumps):
             clumps[:, k] = (
                 draw(c["clump_r_scale"], rng) * p["scale_radius_arcsec"],
@@ -272,9 +273,13 @@ class SourceSampler:
 
 
 def _batch_params(params: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Per-sample disk parameters stacked to (B,) and (B, K); K = the most clumps any sample has."""
     out = {name: np.array([p[name] for p in params], dtype=float) for name in DISK_PARAMS}
     for name in CLUMP_PARAMS:
         out[name] = np.stack([np.asarray(p[name], dtype=float) for p in params])
+    n_used = int((out["clump_amp"] > 0).sum(axis=1).max()) if out["clump_amp"].size else 0
+    for name in CLUMP_PARAMS:  # clumps are filled from the front; unused ones have amp 0
+        out[name] = out[name][:, :n_used]
     return out
 
 

@@ -13,11 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lensml.sim.backends.torch_lens import ray_shoot
+from lensml.sim.backends.torch_lens import PROFILES
 from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.sim.render import SourceGrids
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Keyword that sets a profile's strength: rows where it is 0 deflect by exactly 0 and are skipped.
+_STRENGTH = {"SIS": "theta_E", "SIE": "theta_E", "EPL": "theta_E", "NFW": "alpha_Rs", "TNFW": "alpha_Rs"}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -25,6 +27,8 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def _t(a: object, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+    if isinstance(a, Tensor):
+        return a.to(dtype=dtype, device=device)
     return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
 
@@ -33,6 +37,35 @@ def lens_kwargs_torch(
 ) -> list[dict[str, Tensor]]:
     """Batch-first lenstronomy kwargs (floats or (B,) arrays) as tensors."""
     return [{k: _t(v, dtype, device) for k, v in kw.items()} for kw in kwargs_lens]
+
+
+def ray_shoot_sparse(x: Tensor, y: Tensor, lens_model_list: Sequence[str],
+                     kwargs_list: Sequence[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor]:
+    """beta = theta - alpha(theta) for a batch; x, y of shape (1, H, W) (shared grid) or (B, H, W).
+
+    A profile is evaluated only on the samples where its strength is non-zero (e.g. a subhalo of mass 0
+    contributes exactly 0), which changes no value but saves the time of the absent subhaloes.
+    """
+    b = max((v.shape[0] for kw in kwargs_list for v in kw.values() if v.ndim >= 1), default=x.shape[0])
+    shape = (b, *x.shape[1:])
+    ax = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    ay = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    for name, kw in zip(lens_model_list, kwargs_list):
+        func = PROFILES[name]
+        strength = kw.get(_STRENGTH.get(name, ""))
+        if strength is None or bool((strength != 0).all()):
+            dax, day = func(x, y, **kw)
+            ax, ay = ax + dax, ay + day
+            continue
+        rows = torch.nonzero(strength != 0).flatten()
+        if rows.numel() == 0:
+            continue
+        xs = x if x.shape[0] == 1 else x[rows]
+        ys = y if y.shape[0] == 1 else y[rows]
+        dax, day = func(xs, ys, **{k: v[rows] for k, v in kw.items()})
+        ax = ax.index_add(0, rows, dax.expand(rows.numel(), *x.shape[1:]))
+        ay = ay.index_add(0, rows, day.expand(rows.numel(), *x.shape[1:]))
+    return x - ax, y - ay
 
 
 def sample_sources(
@@ -54,20 +87,36 @@ def sample_sources(
     return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _convolve_valid(img: Tensor, kernel: np.ndarray) -> Tensor:
+    """True 2-D convolution ('valid' part) of (B, C, H, W); two 1-D passes if the kernel is separable."""
+    u, sv, vt = np.linalg.svd(kernel)
+    if sv[0] > 0 and sv[1:].sum() <= 1e-12 * sv[0]:  # rank 1 (e.g. Gaussian): K = outer(col, row)
+        col, row = u[:, 0] * np.sqrt(sv[0]), vt[0] * np.sqrt(sv[0])
+        return _conv1d_valid(_conv1d_valid(img, col, dim=-2), row, dim=-1)
+    b, c, h, w = img.shape
+    flipped = kernel[::-1, ::-1]  # conv2d is a correlation: flip for a true convolution
+    k = torch.as_tensor(flipped.copy(), dtype=img.dtype, device=img.device)[None, None]
+    out = F.conv2d(img.reshape(b * c, 1, h, w), k)
+    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+
+
+def _conv1d_valid(img: Tensor, taps: np.ndarray, dim: int) -> Tensor:
+    """1-D true convolution along ``dim`` ('valid'), as a sum of shifted slices (fast for short kernels)."""
+    n_out = img.shape[dim] - len(taps) + 1
+    out = None
+    for j, w in enumerate(taps[::-1]):
+        term = img.narrow(dim, j, n_out) * float(w)
+        out = term if out is None else out + term
+    return out
+
+
 def observe_torch(
     sub: Tensor, instrument: Instrument, mask_frac_of_peak: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Supersampled (B, 2, H, W) f and f v (with PSF margin) -> observed flux, velocity, mask (B, N, N)."""
     img = F.avg_pool2d(sub, instrument.supersample) if instrument.supersample > 1 else sub
     if instrument.psf_kernel is not None:
-        # conv2d is a correlation: flip the kernel for a true convolution
-        k = torch.as_tensor(
-            np.ascontiguousarray(instrument.psf_kernel[::-1, ::-1]), dtype=sub.dtype, device=sub.device
-        )[None, None]
-        b2 = img.shape[0] * 2
-        img = F.conv2d(img.reshape(b2, 1, *img.shape[-2:]), k).reshape(
-            -1, 2, instrument.n_pix, instrument.n_pix
-        )
+        img = _convolve_valid(img, instrument.psf_kernel)
     f = img[:, 0]
     if instrument.velocity_grid:
         factor = instrument.n_pix // instrument.velocity_grid
@@ -105,12 +154,10 @@ def render_torch(
         dtype=dt,
         device=device,
     )
-    b = len(sources)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    xx = xx.expand(b, -1, -1)
-    yy = yy.expand(b, -1, -1)
-    with torch.no_grad():
-        bx, by = ray_shoot(xx, yy, list(lens_model_list), lens_kwargs_torch(kwargs_lens, dt, device))
+    with torch.inference_mode():
+        bx, by = ray_shoot_sparse(xx[None], yy[None], list(lens_model_list),
+                                  lens_kwargs_torch(kwargs_lens, dt, device))
         src_f = _t(sources.flux, dt, device)
         src_fv = src_f * _t(sources.velocity_kms, dt, device)
         sub = sample_sources(bx, by, sources, src_f, src_fv)
