@@ -1,9 +1,9 @@
 """Experiment-logger set-up: W&B offline by default, the ROC curve and an example-input panel.
 
 W&B policy: if the user has not set ``WANDB_MODE``, lensml sets ``WANDB_MODE=offline`` so a run never tries
-the network (no key and no network are fine); the run is written to ``<run dir>/wandb/offline-run-*`` and can be
-uploaded later with ``wandb sync <that dir>``. ``WANDB_SILENT`` is set (unless set) and ``WANDB_DIR`` points
-at the run dir.
+the network (no key and no network are fine); the run is written to ``<run dir>/wandb/offline-run-*`` and can
+be uploaded later with ``wandb sync <that dir>``. ``WANDB_SILENT`` is set (unless set) and
+``WANDB_DIR`` points at the run dir.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def wandb_run_dir(logger: Any) -> str | None:
     return str(Path(d).parent) if d else None
 
 
-def log_wandb_panels(logger: Any, split: str, metrics: dict[str, Any], examples: dict[str, np.ndarray] | None) -> None:
+def log_wandb_panels(
+    logger: Any, split: str, metrics: dict[str, Any], examples: dict[str, np.ndarray] | None
+) -> None:
     """Log the ROC curve, the per-mass-bin AUC table and a panel of example inputs with predictions."""
     if not is_wandb(logger):
         return
@@ -56,8 +58,10 @@ def log_wandb_panels(logger: Any, split: str, metrics: dict[str, Any], examples:
     if roc.get("fpr"):
         table = wandb.Table(columns=["fpr", "tpr"], data=[[f, t] for f, t in zip(roc["fpr"], roc["tpr"])])
         run.log({f"{split}/roc_curve": wandb.plot.line(table, "fpr", "tpr", title=f"{split} ROC")})
-    rows = [[k, v.get("n_pos"), v.get("auc"), v.get("recall_at_fpr5")] for k, v in metrics["per_mass_bin"].items()]
-    run.log({f"{split}/per_mass_bin": wandb.Table(columns=["mass_bin", "n_pos", "auc", "recall_at_fpr5"], data=rows)})
+    cols = ["mass_bin", "n_pos", "auc", "recall_at_fpr5"]
+    rows = [[k, v.get("n_pos"), v.get("auc"), v.get("recall_at_fpr5")]
+            for k, v in metrics["per_mass_bin"].items()]
+    run.log({f"{split}/per_mass_bin": wandb.Table(columns=cols, data=rows)})
     if examples:
         images = []
         for i in range(len(examples["label"])):

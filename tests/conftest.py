@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from lensml.paths import CONF_DIR
 
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -16,3 +20,20 @@ def tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test inside ``tmp_path`` (relative outputs such as ``outputs/`` land there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def _compose_train(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=["run_dir=.", *overrides])
+
+
+@pytest.fixture(scope="session")
+def compose_train():
+    """``compose_train(*overrides)``: conf/train.yaml composed outside a Hydra run (``run_dir`` = ``.``)."""
+    return _compose_train
+
+
+@pytest.fixture(scope="session")
+def tiny() -> tuple[str, ...]:
+    """Overrides for small, fast physics in data tests: 32 x 32 pixels of 0.1", no supersampling."""
+    return ("instrument.n_pix=32", "instrument.pixel_scale_arcsec=0.1", "instrument.supersample=1")

@@ -1,0 +1,81 @@
+"""Training throughput of each model and the on-the-fly data rate (samples/s).
+
+    python benchmarks/bench_train.py [--threads 2] [--batches 20] [key=value overrides ...]
+
+Prints: data rate in the main process (one sample_batch per batch), through a DataLoader with 1 worker
+(worker_threads=1, as data=onthefly does), and the optimisation-step rate of baseline and dual_stream on
+random inputs (forward + backward + Adam). Data keeps up with training when its rate exceeds the model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from lensml.data.cache import physics_config
+from lensml.data.channels import n_channels
+from lensml.paths import CONF_DIR
+
+
+def data_rate(cfg, n_batches: int, num_workers: int) -> float:  # noqa: ANN001
+    factory = instantiate(cfg.data, _partial_=True, _convert_="all", num_workers=num_workers)
+    dm = factory(sim_cfg=physics_config(cfg))
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    it = iter(loader)
+    next(it)  # warm-up: worker start, simulator build
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(n_batches):
+        n += len(next(it)["label"])
+    return n / (time.perf_counter() - t0)
+
+
+def train_rate(overrides: list[str], model: str, n_batches: int) -> float:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        mcfg = compose("train", overrides=[f"model={model}", "run_dir=.", *overrides])
+    bs = int(mcfg.data.batch_size)
+    c = n_channels(mcfg.data.channels)
+    net = instantiate(mcfg.model.net, in_channels=c)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    n_pix = int(mcfg.instrument.n_pix)
+    x = torch.randn(bs, c, n_pix, n_pix)
+    y = torch.randint(0, 2, (bs,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step() -> None:
+        opt.zero_grad()
+        loss_fn(net(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        step()
+    return n_batches * bs / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["run_dir=.", *args.overrides])
+    print(f"torch threads={args.threads}, batch={cfg.data.batch_size}, n_pix={cfg.instrument.n_pix}, "
+          f"sim backend={cfg.sim.backend}, overrides={args.overrides}")
+    print(f"data on the fly, main process      : {data_rate(cfg, args.batches, 0):8.0f} samples/s")
+    print(f"data on the fly, DataLoader 1 worker: {data_rate(cfg, args.batches, 1):8.0f} samples/s")
+    for model in ("baseline", "dual_stream"):
+        print(f"train step {model:12s}            : {train_rate(args.overrides, model, args.batches):8.0f} samples/s")
+
+
+if __name__ == "__main__":
+    main()

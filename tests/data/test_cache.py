@@ -1,0 +1,114 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lensml.data.cache import CacheReader, cache_config, generate_cache, physics_config
+from lensml.errors import DataError
+from lensml.sim.simulator import SAMPLE_KEYS, build_simulator
+
+COUNTS = {"train": 10, "val": 4, "test": 4}
+
+
+@pytest.fixture(scope="module")
+def sim_cfg(compose_train, tiny):
+    return physics_config(compose_train(*tiny))
+
+
+@pytest.fixture(scope="module")
+def simulator(sim_cfg):
+    return build_simulator(sim_cfg)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, simulator, sim_cfg):
+    out = tmp_path_factory.mktemp("cache")
+    generate_cache(simulator, cache_config(sim_cfg, 7), COUNTS, out, shard_size=4, render_batch=3)
+    return out
+
+
+def test_cache_layout_and_manifest(cache, sim_cfg):
+    names = sorted(p.name for p in cache.iterdir())
+    assert names == ["manifest.json", "test_00000.npz", "train_00000.npz", "train_00001.npz", "train_00002.npz",
+                     "val_00000.npz"]
+    m = json.loads((cache / "manifest.json").read_text())
+    assert m["complete"] and m["counts"] == COUNTS and m["config"]["seed"] == 7
+    assert m["config"]["instrument"]["n_pix"] == 32 and "package_version" in m and len(m["config_hash"]) == 16
+    with np.load(cache / "train_00002.npz") as z:
+        assert set(z.files) == {*SAMPLE_KEYS, "index"} and list(z["index"]) == [8, 9]
+
+
+def test_cache_equals_on_the_fly(cache, simulator, sim_cfg):
+    reader = CacheReader(cache, cache_config(sim_cfg, 7), COUNTS)
+    for split, n in COUNTS.items():
+        idx = np.array([n - 1, 0, 2])
+        got = reader.get(split, idx, n)
+        want = simulator.sample_batch(7, split, idx)
+        for key in SAMPLE_KEYS:
+            np.testing.assert_array_equal(got[key], np.asarray(want[key]), err_msg=f"{split}/{key}")
+
+
+def test_mismatched_config_is_refused(cache, compose_train, tiny):
+    other = physics_config(compose_train(*tiny, "noise=low_snr"))
+    with pytest.raises(DataError, match=r"another config.*noise\."):
+        CacheReader(cache, cache_config(other, 7), COUNTS)
+    with pytest.raises(DataError, match="another config.*seed"):
+        CacheReader(cache, cache_config(physics_config(compose_train(*tiny)), 8), COUNTS)
+    with pytest.raises(DataError, match="data.n_train"):
+        CacheReader(cache, cache_config(physics_config(compose_train(*tiny)), 7), {"train": 11})
+    with pytest.raises(DataError, match="make_dataset"):
+        CacheReader(cache / "nowhere", cache_config(other, 7), COUNTS)
+
+
+def test_corrupt_shard_is_refused(cache, sim_cfg, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in cache.iterdir():
+        (bad / p.name).write_bytes(p.read_bytes())
+    shard = bad / "val_00000.npz"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="val_00000.npz fails its sha256"):
+        CacheReader(bad, cache_config(sim_cfg, 7), COUNTS).load_split("val", 4)
+    shard.write_bytes(bytes(data[:100]))  # truncated: unreadable even without the checksum
+    with pytest.raises(DataError, match="val_00000.npz is unreadable or corrupt"):
+        CacheReader(bad, cache_config(sim_cfg, 7), COUNTS, verify=False).load_split("val", 4)
+
+
+class _CrashAfter:
+    """Fault injection around the real simulator: raises on call number ``k`` (a crash mid-generation)."""
+
+    def __init__(self, sim, k: int) -> None:
+        self.sim, self.k, self.calls = sim, k, 0
+
+    def sample_batch(self, seed, split, indices):
+        self.calls += 1
+        if self.calls == self.k:
+            raise RuntimeError("simulated crash")
+        return self.sim.sample_batch(seed, split, indices)
+
+
+def test_crash_leaves_no_half_shard_and_generation_resumes(tmp_path, simulator, sim_cfg, cache):
+    out = tmp_path / "c"
+    config = cache_config(sim_cfg, 7)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        generate_cache(_CrashAfter(simulator, 4), config, COUNTS, out, shard_size=4, render_batch=3)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train_00000.npz"]  # no temp left
+    with pytest.raises(DataError, match="incomplete"):
+        CacheReader(out, config, COUNTS)
+    first = out / "train_00000.npz"
+    mtime = first.stat().st_mtime_ns
+    os.utime(first, ns=(mtime - 10**9, mtime - 10**9))
+    generate_cache(simulator, config, COUNTS, out, shard_size=4, render_batch=3)
+    assert first.stat().st_mtime_ns == mtime - 10**9  # kept, not re-rendered
+    reader, ref = CacheReader(out, config, COUNTS), CacheReader(cache, config, COUNTS)
+    for split, n in COUNTS.items():
+        for key in SAMPLE_KEYS:
+            np.testing.assert_array_equal(reader.load_split(split, n)[key], ref.load_split(split, n)[key])
+
+
+def test_generate_refuses_to_mix_configs(cache, sim_cfg, simulator):
+    with pytest.raises(DataError, match="another config"):
+        generate_cache(simulator, cache_config(sim_cfg, 99), COUNTS, cache, shard_size=4)

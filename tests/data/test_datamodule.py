@@ -1,0 +1,65 @@
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lensml.config_checks import check_train_config
+from lensml.data.cache import cache_config, generate_cache, physics_config
+from lensml.errors import ConfigError
+from lensml.sim.simulator import build_simulator
+
+SIZES = ("data.n_train=8", "data.n_val=6", "data.n_test=6", "data.batch_size=4", "data.num_workers=0")
+
+
+def build(cfg):
+    check_train_config(cfg)
+    return instantiate(cfg.data, _partial_=True, _convert_="all")(sim_cfg=physics_config(cfg))
+
+
+@pytest.mark.parametrize(
+    ("model", "channels", "c"),
+    [("baseline", None, 1), ("dual_stream", None, 2), ("baseline", "velocity", 1),
+     ("dual_stream", "flux_shuffled_velocity", 2)],
+)
+def test_channel_modes_give_model_ready_batches(model, channels, c, compose_train, tiny):
+    extra = [f"data.channels={channels}"] if channels else []
+    cfg = compose_train(*tiny, *SIZES, f"model={model}", *extra)
+    dm = build(cfg)
+    dm.setup("fit")
+    assert dm.in_channels == c
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape == (4, c, 32, 32) and batch["x"].dtype == torch.float32
+    assert batch["label"].dtype == torch.long and len(batch["source_id"]) == 4
+    net = instantiate(cfg.model.net, in_channels=dm.in_channels)
+    assert net(batch["x"]).shape == (4, 2)
+
+
+def test_cache_mode_gives_the_same_batches(tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, *SIZES, f"data.cache_dir={tmp_path}", "data.seed=5")
+    generate_cache(build_simulator(physics_config(cfg)), cache_config(physics_config(cfg), 5),
+                   {"train": 8, "val": 6, "test": 6}, tmp_path, shard_size=5)
+    on_the_fly, cached = build(cfg), build(compose_train(*tiny, *SIZES, f"data.cache_dir={tmp_path}",
+                                                         "data.seed=5", "data=cache"))
+    assert cached.mode == "cache"
+    for dm in (on_the_fly, cached):
+        dm.setup("fit")
+    for a, b in zip(on_the_fly.val_dataloader(), cached.val_dataloader()):
+        torch.testing.assert_close(a["x"], b["x"])
+        assert a["label"].tolist() == b["label"].tolist() and a["source_id"] == b["source_id"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [(["model=dual_stream", "data.channels=flux"], "data.channels"),
+     (["model=dual_stream", "data.channels=velocity"], "model=dual_stream"),
+     (["data.channels=rgb"], "data.channels"),
+     (["data.mode=disk"], "data.mode"),
+     (["data.n_train=0"], "data.n_train"),
+     (["data.batch_size=-1"], "data.batch_size"),
+     (["model.optimizer.lr=0"], "model.optimizer.lr"),
+     (["trainer.max_epochs=0"], "trainer.max_epochs"),
+     (["metrics.mass_edges_log10=[8,7]"], "metrics.mass_edges_log10"),
+     (["seed=-2"], "seed")],
+)
+def test_bad_config_names_the_key(overrides, key, compose_train):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_train_config(compose_train(*overrides))
