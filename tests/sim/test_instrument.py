@@ -1,0 +1,90 @@
+"""Instrument and noise (lensml.sim.instrument): PSF kernel, image grid, noise statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lensml.errors import ConfigError
+from lensml.sim.instrument import (
+    FWHM_PER_SIGMA,
+    Noise,
+    add_noise,
+    check_psf_kernel,
+    gaussian_psf_kernel,
+    image_coordinates,
+)
+
+
+def test_gaussian_kernel_has_the_requested_fwhm():
+    k = gaussian_psf_kernel(0.3, 0.05)  # sigma = 2.55 px
+    assert k.shape[0] % 2 == 1 and k.sum() == pytest.approx(1.0)
+    r = np.arange(k.shape[0]) - k.shape[0] // 2
+    var = (k.sum(axis=0) * r**2).sum()
+    assert np.sqrt(var) * FWHM_PER_SIGMA * 0.05 == pytest.approx(0.3, rel=0.01)
+    np.testing.assert_allclose(k, k.T)
+
+
+def test_explicit_kernel_is_checked_and_normalised():
+    np.testing.assert_allclose(check_psf_kernel(np.ones((3, 3))).sum(), 1.0)
+    with pytest.raises(ConfigError, match="odd"):
+        check_psf_kernel(np.ones((4, 4)))
+
+
+def test_image_coordinates_are_pixel_centres():
+    c = image_coordinates(4, 0.5, 1)
+    np.testing.assert_allclose(c, [-0.75, -0.25, 0.25, 0.75])
+    sub = image_coordinates(4, 0.5, 2)
+    np.testing.assert_allclose(sub.reshape(4, 2).mean(axis=1), c)
+    assert image_coordinates(4, 0.5, 2, margin_pix=1).shape == (12,)
+
+
+def test_flux_noise_has_the_requested_peak_snr():
+    flux = np.full((1, 64, 64), 4.0)
+    mask = np.ones_like(flux, dtype=bool)
+    f, _ = add_noise(
+        flux,
+        np.zeros_like(flux),
+        mask,
+        Noise(peak_snr=20.0, background_sigma_frac=0.0, sigma_v_kms=0),
+        [np.random.default_rng(0)],
+    )
+    assert f.mean() == pytest.approx(4.0, rel=0.01)
+    assert f.std() == pytest.approx(4.0 / 20.0, rel=0.05)
+
+
+def test_velocity_noise_grows_as_one_over_sqrt_flux_and_stays_in_mask():
+    flux = np.ones((1, 100, 100))
+    flux[0, 50:] = 0.25  # a quarter of the peak -> twice the velocity noise
+    mask = np.ones_like(flux, dtype=bool)
+    mask[0, :, :5] = False
+    _, v = add_noise(
+        flux,
+        np.full_like(flux, 30.0),
+        mask,
+        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=100),
+        [np.random.default_rng(1)],
+    )
+    bright, faint = v[0, :50, 5:], v[0, 50:, 5:]
+    assert bright.mean() == pytest.approx(30.0, abs=0.3)
+    assert bright.std() == pytest.approx(5.0, rel=0.05) and faint.std() == pytest.approx(10.0, rel=0.05)
+    assert np.all(v[0, :, :5] == 0)
+    # the cap
+    _, vc = add_noise(
+        flux,
+        np.zeros_like(flux),
+        mask,
+        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=6.0),
+        [np.random.default_rng(1)],
+    )
+    assert vc[0, 50:, 5:].std() == pytest.approx(6.0, rel=0.05)
+
+
+def test_noise_of_a_sample_depends_only_on_its_generator():
+    flux = np.random.default_rng(3).uniform(0.1, 1, (3, 16, 16))
+    mask = flux > 0.2
+    noise = Noise()
+    a = add_noise(flux, flux * 10, mask, noise, [np.random.default_rng(i) for i in range(3)])
+    b = add_noise(flux[1:2], flux[1:2] * 10, mask[1:2], noise, [np.random.default_rng(1)])
+    np.testing.assert_array_equal(a[0][1:2], b[0])
+    np.testing.assert_array_equal(a[1][1:2], b[1])

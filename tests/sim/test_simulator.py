@@ -1,0 +1,190 @@
+"""The simulator contract (lensml.sim.simulator): outputs, determinism, priors, config validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from lensml.errors import ConfigError, DataError
+from lensml.paths import CONF_DIR
+from lensml.sim.simulator import SAMPLE_KEYS, build_simulator
+
+SMALL = ["instrument.n_pix=32", "instrument.pixel_scale_arcsec=0.1", "source.grid_npix=48"]
+
+
+def physics_cfg(*overrides: str):
+    """The physics groups composed with Hydra exactly as the CLIs do (conf/preview.yaml defaults)."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("preview", overrides=list(overrides))
+
+
+def _render_sample(overrides: list[str], seed: int, split: str, index: int) -> dict:
+    return build_simulator(physics_cfg(*overrides)).sample_batch(seed, split, [index])
+
+
+def test_sample_batch_contract():
+    sim = build_simulator(physics_cfg(*SMALL))
+    out = sim.sample_batch(3, "val", [0, 1, 2, 3, 4, 5])
+    assert set(out) == set(SAMPLE_KEYS)
+    n = 32
+    assert out["flux"].dtype == np.float32 and out["flux"].shape == (6, n, n)
+    assert out["velocity"].dtype == np.float32 and out["velocity"].shape == (6, n, n)
+    assert out["mask"].dtype == bool and out["mask"].shape == (6, n, n)
+    assert out["label"].dtype == np.int64 and set(np.unique(out["label"])) <= {0, 1}
+    for key in ("mass_msun", "sub_x_arcsec", "sub_y_arcsec"):
+        assert out[key].dtype == np.float64 and out[key].shape == (6,)
+    pos, neg = out["label"] == 1, out["label"] == 0
+    assert np.all(out["mass_msun"][neg] == 0) and np.all(np.isnan(out["sub_x_arcsec"][neg]))
+    assert np.all((out["mass_msun"][pos] >= 1e7) & (out["mass_msun"][pos] <= 1e10))
+    assert list(out["source_id"]) == ["disk"] * 6
+    assert np.all(out["velocity"][~out["mask"]] == 0)
+    assert 0.02 < out["mask"].mean() < 0.9
+    assert sim.n_pix == 32 and sim.pixel_scale_arcsec == 0.1
+
+
+def test_subhalo_is_placed_in_the_band_around_theta_e():
+    sim = build_simulator(
+        physics_cfg(*SMALL, "subhalo.p_present=1.0", "subhalo.placement.band_arcsec=0.1")
+    )
+    out = sim.sample_batch(0, "train", range(12))
+    draws = [sim.draw(0, "train", i)[0] for i in range(12)]
+    r = np.hypot(
+        out["sub_x_arcsec"] - [d.lens["center_x"] for d in draws],
+        out["sub_y_arcsec"] - [d.lens["center_y"] for d in draws],
+    )
+    theta_e = np.array([d.lens["theta_E"] for d in draws])
+    assert np.all(out["label"] == 1)
+    assert np.all(np.abs(r - theta_e) <= 0.1 + 1e-12)
+
+
+def test_on_arc_placement_lands_on_bright_pixels():
+    base = [*SMALL, "subhalo.p_present=1.0", "noise.peak_snr=null", "noise.background_sigma_frac=0"]
+    on = build_simulator(physics_cfg(*base, "subhalo.placement.on_arc=true"))
+    off = build_simulator(physics_cfg(*base))
+
+    def flux_at_subhalo(sim) -> float:
+        out = sim.sample_batch(1, "train", range(16))
+        j = np.clip(np.round(out["sub_x_arcsec"] / 0.1 + 15.5).astype(int), 0, 31)
+        i = np.clip(np.round(out["sub_y_arcsec"] / 0.1 + 15.5).astype(int), 0, 31)
+        peak = out["flux"].max(axis=(1, 2))
+        return float(np.mean(out["flux"][np.arange(16), i, j] / peak))
+
+    assert flux_at_subhalo(on) > flux_at_subhalo(off) + 0.1
+
+
+def test_sample_is_independent_of_batch_composition():
+    sim = build_simulator(physics_cfg(*SMALL))
+    a = sim.sample_batch(7, "train", [4, 5, 6, 7])
+    b = sim.sample_batch(7, "train", [6])
+    c = sim.sample_batch(7, "train", [11, 6, 2])
+    for key in SAMPLE_KEYS:
+        np.testing.assert_array_equal(a[key][2:3], b[key])
+        np.testing.assert_array_equal(c[key][1:2], b[key])
+    other_seed = sim.sample_batch(8, "train", [6])
+    other_split = sim.sample_batch(7, "test", [6])
+    assert not np.array_equal(other_seed["flux"], b["flux"])
+    assert not np.array_equal(other_split["flux"], b["flux"])
+
+
+def test_sample_is_identical_in_a_spawned_process():
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        remote = pool.apply(_render_sample, (SMALL, 5, "val", 9))
+    local = build_simulator(physics_cfg(*SMALL)).sample_batch(5, "val", [0, 9])
+    for key in SAMPLE_KEYS:
+        np.testing.assert_array_equal(remote[key], local[key][1:2])
+
+
+def test_backends_agree_through_the_simulator():
+    over = [*SMALL, "lens=epl", "source.n_clumps=2", "subhalo.p_present=0.5"]
+    torch_sim = build_simulator(physics_cfg(*over))
+    ref_sim = build_simulator(physics_cfg(*over, "sim=lenstronomy"))
+    draws = [torch_sim.draw(2, "test", i)[0] for i in range(6)]
+    assert any(d.present for d in draws) and not all(d.present for d in draws)
+    a = torch_sim.render_noiseless(draws, "test")
+    b = ref_sim.render_noiseless(draws, "test")
+    peak = b["flux"].max(axis=(1, 2), keepdims=True)
+    assert np.all(np.abs(a["flux"] - b["flux"]) <= 1e-4 * peak)
+    both = a["mask"] & b["mask"]
+    assert np.abs(a["velocity"] - b["velocity"])[both].max() <= 1e-4 * np.abs(b["velocity"]).max()
+
+
+def test_negatives_share_the_priors_of_positives():
+    sim = build_simulator(physics_cfg(*SMALL))
+    draws = [sim.draw(0, "train", i)[0] for i in range(400)]
+    present = np.array([d.present for d in draws])
+    assert 150 < present.sum() < 250
+    # the presence draw comes after the lens and source draws: forcing it changes nothing else
+    forced = build_simulator(physics_cfg(*SMALL, "subhalo.p_present=1.0"))
+    for i in range(5):
+        d0, d1 = sim.draw(0, "train", i)[0], forced.draw(0, "train", i)[0]
+        assert d0.lens == d1.lens and d0.mass_msun == d1.mass_msun and d0.sub_x == d1.sub_x
+        assert d0.source.params.keys() == d1.source.params.keys()
+        assert all(np.array_equal(d0.source.params[k], d1.source.params[k]) for k in d0.source.params)
+    theta_pos = np.mean([d.lens["theta_E"] for d, p in zip(draws, present) if p])
+    theta_neg = np.mean([d.lens["theta_E"] for d, p in zip(draws, present) if not p])
+    assert abs(theta_pos - theta_neg) < 0.03  # uniform(0.9, 1.1): sd of the mean ~0.004
+
+
+def test_zero_mass_subhalo_renders_like_no_subhalo():
+    sim = build_simulator(physics_cfg(*SMALL, "subhalo.p_present=1.0"))
+    d = sim.draw(0, "train", 3)[0]
+    zero = dataclasses.replace(d, mass_msun=0.0)
+    absent = dataclasses.replace(d, present=False)
+    a, b = sim.render_noiseless([zero], "train"), sim.render_noiseless([absent], "train")
+    for key in ("flux", "velocity", "mask"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_mass_bin_sets_the_mass_range():
+    sim = build_simulator(physics_cfg(*SMALL, "subhalo.mass_bin=1e8", "subhalo.p_present=1.0"))
+    masses = np.array([sim.draw(0, "train", i)[0].mass_msun for i in range(50)])
+    assert masses.min() >= 1e8 * 10**-0.5 and masses.max() <= 1e8 * 10**0.5
+    assert np.log10(masses).std() > 0.2
+
+
+def test_split_overrides_shift_the_prior():
+    sim = build_simulator(
+        physics_cfg(
+            *SMALL, "+source.split_overrides.test.inclination_deg={dist: uniform, low: 80, high: 84}"
+        )
+    )
+    train = [sim.draw(0, "train", i)[0].source.params["inclination_deg"] for i in range(20)]
+    test = [sim.draw(0, "test", i)[0].source.params["inclination_deg"] for i in range(20)]
+    assert max(train) <= 70 and min(test) >= 80
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("subhalo.mass_bin=-1e8", "subhalo.mass_bin"),
+        ("subhalo.mass_range_msun=[-1e7,1e9]", "subhalo.mass_range_msun"),
+        ("lens.theta_E=0", "lens.theta_E"),
+        ("lens.theta_E={dist: uniform, low: -0.1, high: 1.0}", "lens.theta_E"),
+        ("lens.q=1.5", "lens.q"),
+        ("lens.q=0", "lens.q"),
+        ("lens.z_source=0.4", "lens.z_source"),
+        ("subhalo.profile=PJAFFE", "subhalo.profile"),
+        ("lens.model=NIE", "lens.model"),
+        ("instrument.pixel_scale_arcsec=0", "instrument.pixel_scale_arcsec"),
+        ("instrument.velocity_grid=30", "instrument.velocity_grid"),
+        ("noise.peak_snr=-5", "noise.peak_snr"),
+        ("noise.mask_frac_of_peak=1.5", "noise.mask_frac_of_peak"),
+        ("source.scale_radius_arcsec={dist: uniform, low: 0, high: 0.2}", "source.scale_radius_arcsec"),
+        ("source.inclination_deg.dist=gamma", "source.inclination_deg.dist"),
+        ("sim.backend=jax", "sim.backend"),
+        ("lens.cosmology=Nonsense18", "lens.cosmology"),
+    ],
+)
+def test_impossible_values_are_refused_at_build_time(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_simulator(physics_cfg(*SMALL, override))
+
+
+def test_manga_source_without_templates_says_how_to_make_them(tmp_path):
+    with pytest.raises(DataError, match="prepare_sources"):
+        build_simulator(physics_cfg(*SMALL[:2], "source=manga", f"source.template_dir={tmp_path}"))
