@@ -3,8 +3,9 @@
 Composes ``conf/train.yaml``, validates it, instantiates data, model, logger and trainer, fits, scores the
 best checkpoint on val and test and writes into the run dir:
 ``metrics.json`` (final val/test metrics, overall and per mass bin), ``test_predictions.npz`` (probs,
-labels, mass_msun, sub_x/y_arcsec, index, source_id), ``checkpoints/{best-*,last}.ckpt``, ``resolved_config.yaml``
-and the logger's files. ``run(cfg)`` does the same for a composed config (used by studies and tests).
+labels, mass_msun, sub_x/y_arcsec, index, source_id), ``checkpoints/{best-*,last}.ckpt``,
+``resolved_config.yaml`` and the logger's files. ``run(cfg)`` does the same for a composed config (used
+by studies and tests).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data, _partial_=True, _convert_="all")(sim_cfg=physics_config(cfg))
     net = instantiate(cfg.model.net, in_channels=datamodule.in_channels, _convert_="all")
-    module = instantiate(cfg.model.module, _convert_="all")(net=net, optimizer=instantiate(cfg.model.optimizer))
+    optimizer = instantiate(cfg.model.optimizer)
+    module = instantiate(cfg.model.module, _convert_="all")(net=net, optimizer=optimizer)
 
     logger = None
     if cfg.get("logger") is not None:
@@ -74,9 +76,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         logger = instantiate(cfg.logger)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks
+    )
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    resumed_from = resume_checkpoint(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
 
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") or None
@@ -94,6 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "val": module.results.get("val"),
         "test": module.results.get("test"),
         "epochs_trained": int(trainer.current_epoch),
+        "resumed_from": resumed_from,
         "scored_checkpoint": score_ckpt or "final weights",
         "best_checkpoint": best,
         "run_dir": str(run_dir),
@@ -101,14 +107,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "wall_time_s": round(time.time() - t0, 1),
     }
     if trainer.is_global_zero:
-        write_text(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        write_json(run_dir / "metrics.json", metrics)
-        if module.test_predictions is not None:
-            save_npz(run_dir / "test_predictions.npz", **module.test_predictions)
         if is_wandb(logger):
             log_wandb_panels(logger, "test", metrics["test"], module.examples)
             metrics["wandb_dir"] = wandb_run_dir(logger)
             logger.experiment.finish()
+        write_text(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if module.test_predictions is not None:
+            save_npz(run_dir / "test_predictions.npz", **module.test_predictions)
+        write_json(run_dir / "metrics.json", metrics)
         print(summary(metrics), flush=True)
     return metrics
 
@@ -119,12 +125,14 @@ def summary(metrics: dict[str, Any]) -> str:
     def f(x: Any) -> str:
         return "  n/a" if x is None else f"{x:.3f}"
 
-    lines = [f"==== lensml.train: model={metrics['model']} channels={metrics['channels']} seed={metrics['seed']} ===="]
+    head = f"model={metrics['model']} channels={metrics['channels']} seed={metrics['seed']}"
+    lines = [f"==== lensml.train: {head} ===="]
     for split in ("val", "test"):
         m = metrics.get(split) or {}
         lines.append(
             f"{split:5s} ROC AUC = {f(m.get('auc'))}   recall@FPR5% = {f(m.get('recall_at_fpr5'))}   "
-            f"recall@FPR1% = {f(m.get('recall_at_fpr1'))}   accuracy = {f(m.get('accuracy'))}   (n={m.get('n')})"
+            f"recall@FPR1% = {f(m.get('recall_at_fpr1'))}   accuracy = {f(m.get('accuracy'))}   "
+            f"(n={m.get('n')})"
         )
     bins = (metrics.get("test") or {}).get("per_mass_bin", {})
     cells = [f"{k}: {f(v['auc'])} (n_pos={v['n_pos']})" for k, v in bins.items() if v["n_pos"]]

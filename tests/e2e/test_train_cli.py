@@ -1,0 +1,141 @@
+"""The real CLIs through subprocess, tiny sizes: train (csv / W&B offline), sweep + aggregate,
+make_dataset + cache, resume, DDP with two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SMALL = ["trainer.max_epochs=1", "data.n_train=256", "data.n_val=128", "data.n_test=128"]
+# faster physics and loaders for the tests that check plumbing rather than the listed commands
+FAST = ["instrument.n_pix=32", "instrument.pixel_scale_arcsec=0.1", "instrument.supersample=1",
+        "data.num_workers=0", "trainer.enable_progress_bar=false"]
+
+
+def cli(
+    module: str, *args: str, cwd: Path, ok: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=300)
+    if ok and proc.returncode != 0:
+        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        raise AssertionError(f"{module} {args} failed ({proc.returncode}):\n{tail}")
+    return proc
+
+
+def check_run_dir(run_dir: Path, n_test: int) -> dict:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert 0.0 <= m[split]["auc"] <= 1.0
+        assert 0.0 <= m[split]["recall_at_fpr5"] <= 1.0
+        assert m[split]["per_mass_bin"], "per-mass-bin metrics missing"
+    assert m["test"]["n"] == n_test
+    assert any(e["auc"] is not None for e in m["test"]["per_mass_bin"].values())
+    with np.load(run_dir / "test_predictions.npz") as z:
+        keys = {"probs", "labels", "mass_msun", "sub_x_arcsec", "sub_y_arcsec", "source_id", "index"}
+        assert keys <= set(z.files)
+        assert len(z["probs"]) == n_test and sorted(z["index"]) == list(range(n_test))
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and Path(m["best_checkpoint"]).exists()
+    return m
+
+
+def test_train_baseline_csv(tmp_path):
+    run = tmp_path / "run"
+    p = cli("lensml.train", "model=baseline", *SMALL, "logger=csv", f"hydra.run.dir={run}", cwd=tmp_path)
+    m = check_run_dir(run, 128)
+    assert m["model"] == "baseline" and m["channels"] == "flux"
+    assert "test  ROC AUC" in p.stdout and "val   ROC AUC" in p.stdout
+    assert (run / "csv" / "metrics.csv").exists()
+
+
+def test_train_dual_stream_low_snr_wandb_offline_without_key_or_network(tmp_path):
+    run = tmp_path / "run"
+    env = {"WANDB_MODE": None, "WANDB_API_KEY": None, "WANDB_BASE_URL": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    cli("lensml.train", "model=dual_stream", "noise=low_snr", *SMALL, f"hydra.run.dir={run}", cwd=tmp_path,
+        env=env)
+    m = check_run_dir(run, 128)
+    assert m["model"] == "dual_stream" and m["choices"]["noise"] == "low_snr"
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("run-*.wandb")), "no offline W&B run left to sync"
+    assert m["wandb_dir"] == str(offline[0])
+
+
+@pytest.mark.slow
+def test_sweep_then_aggregate(tmp_path):
+    sweep = tmp_path / "sweep"
+    cli("lensml.train", "-m", "model=baseline,dual_stream", "subhalo.mass_bin=1e8,1e9",
+        "trainer.max_epochs=1", "data.n_train=128", "data.n_val=64", "data.n_test=64", "logger=csv", *FAST,
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    runs = sorted(sweep.rglob("metrics.json"))
+    assert len(runs) == 4
+    metrics = [json.loads(r.read_text()) for r in runs]
+    seen = {(m["model"], m["mass_bin"]) for m in metrics}
+    assert seen == {(a, b) for a in ("baseline", "dual_stream") for b in (1e8, 1e9)}
+    p = cli("lensml.aggregate", str(sweep), cwd=tmp_path)
+    assert "baseline" in p.stdout and "dual_stream" in p.stdout and "test_auc_mean" in p.stdout
+    assert (sweep / "aggregate.csv").exists() and (sweep / "auc_vs_mass.png").stat().st_size > 1000
+    rows = (sweep / "aggregate.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+
+
+@pytest.mark.slow
+def test_make_dataset_cache_matches_on_the_fly_and_bad_caches_are_refused(tmp_path):
+    sizes = ["data.n_train=64", "data.n_val=32", "data.n_test=32"]
+    cache = tmp_path / "cache"
+    p = cli("lensml.make_dataset", *sizes, *FAST[:3], f"data.cache_dir={cache}", "shard_size=40",
+            f"hydra.run.dir={tmp_path / 'md'}", cwd=tmp_path)
+    assert "make_dataset" in p.stderr  # tqdm progress bar
+    assert sorted(f.name for f in cache.glob("*.npz")) == [
+        "test_00000.npz", "train_00000.npz", "train_00001.npz", "val_00000.npz"]
+    common = ["model=baseline", "trainer.max_epochs=1", *sizes, "logger=csv", *FAST,
+              f"data.cache_dir={cache}"]
+    cli("lensml.train", *common, f"hydra.run.dir={tmp_path / 'fly'}", cwd=tmp_path)
+    cli("lensml.train", *common, "data=cache", f"hydra.run.dir={tmp_path / 'cached'}", cwd=tmp_path)
+    fly, cached = tmp_path / "fly" / "test_predictions.npz", tmp_path / "cached" / "test_predictions.npz"
+    with np.load(fly) as a, np.load(cached) as b:
+        for key in ("labels", "mass_msun", "index", "source_id"):
+            np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)  # same samples, same seed -> same model
+    bad = cli("lensml.train", *common, "data=cache", "noise=low_snr", f"hydra.run.dir={tmp_path / 'x'}",
+              cwd=tmp_path, ok=False)
+    assert bad.returncode != 0 and "was made for another config" in bad.stderr and "noise." in bad.stderr
+    shard = cache / "val_00000.npz"
+    shard.write_bytes(shard.read_bytes()[:-50] + b"\0" * 50)
+    bad = cli("lensml.train", *common, "data=cache", f"hydra.run.dir={tmp_path / 'y'}", cwd=tmp_path,
+              ok=False)
+    assert bad.returncode != 0 and "val_00000.npz fails its sha256 check" in bad.stderr
+
+
+@pytest.mark.slow
+def test_resume_from_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    args = ["model=baseline", "data.n_train=64", "data.n_val=32", "data.n_test=32", "logger=csv", *FAST,
+            f"hydra.run.dir={run}"]
+    cli("lensml.train", *args, "trainer.max_epochs=1", cwd=tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == 1
+    p = cli("lensml.train", *args, "trainer.max_epochs=2", "resume=true", cwd=tmp_path)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+    assert m["epochs_trained"] == 2
+    assert "Restoring states from the checkpoint path" in p.stdout + p.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_gloo(tmp_path):
+    run = tmp_path / "run"
+    cli("lensml.train", "trainer=ddp_cpu", "model=baseline", "trainer.max_epochs=1", "data.n_train=64",
+        "data.n_val=30", "data.n_test=30", "logger=csv", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)
+    m = json.loads((run / "metrics.json").read_text())
+    # 30 test samples over 2 processes: the sampler pads to 32; gathered predictions are de-duplicated
+    assert m["test"]["n"] == 30
+    with np.load(run / "test_predictions.npz") as z:
+        assert sorted(z["index"]) == list(range(30))
