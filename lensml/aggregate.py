@@ -30,7 +30,9 @@ def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """All ``metrics.json`` below ``sweep_dir`` (each dict gets ``_path``), sorted by path."""
     root = Path(sweep_dir)
     if not root.is_dir():
-        raise DataError(f"sweep dir {root} does not exist; pass the multirun dir printed by `python -m lensml.train -m`")
+        raise DataError(
+            f"sweep dir {root} does not exist; pass the multirun dir printed by `python -m lensml.train -m`"
+        )
     runs = []
     for path in sorted(root.rglob("metrics.json")):
         try:
@@ -41,7 +43,9 @@ def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         m["_path"] = str(path)
         runs.append(m)
     if not runs:
-        raise DataError(f"no metrics.json under {root}; did the sweep finish? (each run writes <run dir>/metrics.json)")
+        raise DataError(
+            f"no metrics.json under {root}; did the sweep finish? (each run writes <run dir>/metrics.json)"
+        )
     return runs
 
 

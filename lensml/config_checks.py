@@ -70,7 +70,7 @@ def check_model(cfg: DictConfig) -> None:
         raise ConfigError(f"model.n_streams={streams!r} must be 1 or 2 (model={name})")
     for key in ("model.net._target_", "model.optimizer._target_", "model.module._target_"):
         if not isinstance(_get(cfg, key), str):
-            raise ConfigError(f"{key} is missing; model configs live in conf/model/ (model=baseline|dual_stream)")
+            raise ConfigError(f"{key} is missing; model configs live in conf/model/ (model=baseline|...)")
     _positive(cfg, "model.optimizer.lr")
     ch = _get(cfg, "data.channels")
     if streams == 2 and n_channels(ch) != 2:
@@ -91,15 +91,16 @@ def check_logger(cfg: DictConfig) -> None:
     """``logger``: null or an instantiable logger."""
     node = _get(cfg, "logger")
     if node is not None and not isinstance(_get(cfg, "logger._target_"), str):
-        raise ConfigError("logger must be null or a group option with _target_; choose logger=wandb or logger=csv")
+        raise ConfigError("logger must be null or an option with _target_; choose logger=wandb or logger=csv")
 
 
 def check_metrics(cfg: DictConfig) -> None:
     """``metrics.mass_edges_log10``: at least two increasing log10 M_sun edges."""
     edges = _get(cfg, "metrics.mass_edges_log10")
-    ok = edges is not None and len(edges) >= 2 and all(float(a) < float(b) for a, b in zip(edges[:-1], edges[1:]))
+    ok = edges is not None and len(edges) >= 2
+    ok = ok and all(float(a) < float(b) for a, b in zip(edges[:-1], edges[1:]))
     if not ok:
-        raise ConfigError(f"metrics.mass_edges_log10={edges!r} must be >= 2 increasing numbers, e.g. [6.5,7.5,8.5]")
+        raise ConfigError(f"metrics.mass_edges_log10={edges!r} must be >= 2 increasing numbers, e.g. [7,8,9]")
 
 
 def check_train_config(cfg: DictConfig) -> None:

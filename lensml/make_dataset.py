@@ -31,12 +31,15 @@ def make_dataset(cfg: DictConfig, progress_bar: bool = True) -> dict[str, Any]:
     render_batch = _int(cfg, "render_batch", 1)
     sim_cfg = physics_config(cfg)
     simulator = sim_mod.build_simulator(sim_cfg)
-    with tqdm(total=sum(counts.values()), desc="make_dataset", unit="sample", disable=not progress_bar) as bar:
+    total = sum(counts.values())
+    with tqdm(total=total, desc="make_dataset", unit="sample", disable=not progress_bar) as bar:
         manifest = generate_cache(
             simulator, cache_config(sim_cfg, seed), counts, cfg.data.cache_dir,
-            shard_size=shard_size, render_batch=render_batch, overwrite=bool(cfg.overwrite), progress=bar.update,
+            shard_size=shard_size, render_batch=render_batch, overwrite=bool(cfg.overwrite),
+            progress=bar.update,
         )
-    log.info("cache %s complete: %s (config hash %s)", cfg.data.cache_dir, manifest["counts"], manifest["config_hash"])
+    log.info("cache %s complete: %s (hash %s)", cfg.data.cache_dir, manifest["counts"],
+             manifest["config_hash"])
     return manifest
 
 
@@ -45,7 +48,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     manifest = make_dataset(cfg)
-    print(f"dataset cache written to {cfg.data.cache_dir}: {manifest['counts']} (hash {manifest['config_hash']})")
+    print(f"dataset cache in {cfg.data.cache_dir}: {manifest['counts']} (hash {manifest['config_hash']})")
 
 
 if __name__ == "__main__":

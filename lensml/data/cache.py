@@ -125,7 +125,7 @@ def generate_cache(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Render ``counts[split]`` samples of each split into shards under ``out_dir``; resumes; returns the manifest.
+    """Render ``counts[split]`` samples per split into shards in ``out_dir`` (resumes); return the manifest.
 
     ``config`` is ``cache_config(...)`` (its ``seed`` seeds the samples). ``progress(n)`` is called after
     each rendered or verified chunk with the number of samples it covered.
@@ -140,8 +140,8 @@ def generate_cache(
             if not overwrite:
                 raise DataError(
                     f"{manifest_path} belongs to another config (hash {old.get('config_hash')}, shard_size "
-                    f"{old.get('shard_size')}; requested {chash}, {shard_size}); choose another data.cache_dir "
-                    "or pass overwrite=true to replace it"
+                    f"{old.get('shard_size')}; requested {chash}, {shard_size}); choose another "
+                    "data.cache_dir or pass overwrite=true to replace it"
                 )
             for split in SPLITS:
                 for f in out.glob(f"{split}_*.npz"):
@@ -169,7 +169,7 @@ def generate_cache(
                 try:
                     _load_shard(path, start, stop)
                     log.info("resume: keeping %s", path)
-                    entries.append({"file": path.name, "start": start, "stop": stop, "sha256": file_sha256(path)})
+                    entries.append(_entry(path, start, stop))
                     if progress:
                         progress(stop - start)
                     continue
@@ -184,7 +184,7 @@ def generate_cache(
             data = {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in SAMPLE_KEYS}
             data["source_id"] = data["source_id"].astype(str)
             save_npz(path, index=np.arange(start, stop, dtype=np.int64), **data)
-            entries.append({"file": path.name, "start": start, "stop": stop, "sha256": file_sha256(path)})
+            entries.append(_entry(path, start, stop))
         manifest["shards"][split] = entries
     manifest["complete"] = True
     write_json(manifest_path, manifest)
@@ -217,13 +217,13 @@ class CacheReader:
         if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest; re-create it with {make}")
         if not self.manifest.get("complete"):
-            raise DataError(f"dataset cache {self.dir} is incomplete (generation stopped); finish it with {make}")
+            raise DataError(f"dataset cache {self.dir} is incomplete (generation stopped); finish it: {make}")
         want = config_hash(config)
         if self.manifest.get("config_hash") != want:
             diff = _diff_keys(self.manifest.get("config", {}), dict(config))
             raise DataError(
                 f"dataset cache {self.dir} was made for another config (manifest hash "
-                f"{self.manifest.get('config_hash')}, requested {want}; differing keys: {diff or 'unknown'}). "
+                f"{self.manifest.get('config_hash')}, requested {want}; differing keys: {diff or '?'}). "
                 f"Use data.mode=onthefly, point data.cache_dir elsewhere, or re-create it with {make}"
             )
         for split, n in counts.items():
@@ -247,8 +247,8 @@ class CacheReader:
                     raise DataError(f"cache shard {path} is missing; re-run `python -m lensml.make_dataset`")
                 if self.verify and file_sha256(path) != entry["sha256"]:
                     raise DataError(
-                        f"cache shard {path} fails its sha256 check (corrupt or replaced); delete it and re-run "
-                        "`python -m lensml.make_dataset` with the same config (it resumes)"
+                        f"cache shard {path} fails its sha256 check (corrupt or replaced); delete it and "
+                        "re-run `python -m lensml.make_dataset` with the same config (it resumes)"
                     )
                 parts.append(_load_shard(path, entry["start"], entry["stop"]))
             self._splits[split] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -263,6 +263,10 @@ class CacheReader:
         state = self.__dict__.copy()
         state["_splits"] = {}
         return state
+
+
+def _entry(path: Path, start: int, stop: int) -> dict[str, Any]:
+    return {"file": path.name, "start": start, "stop": stop, "sha256": file_sha256(path)}
 
 
 def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:

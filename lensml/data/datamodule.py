@@ -109,7 +109,8 @@ class LensDataModule(pl.LightningDataModule):
             self.datasets[split] = LensDataset(
                 source, split, n, self.seed, self.channels, self.velocity_scale_kms, self.flux_quantile
             )
-        log.info("data: mode=%s channels=%s counts=%s seed=%d", self.mode, self.channels, self.counts, self.seed)
+        log.info("data: mode=%s channels=%s counts=%s seed=%d", self.mode, self.channels, self.counts,
+                 self.seed)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

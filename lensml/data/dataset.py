@@ -137,7 +137,7 @@ class LensDataset(Dataset):
 
 
 def collate(batch: Any) -> Any:
-    """DataLoader ``collate_fn``: a batch dict from ``__getitems__`` passes through; a list of samples is stacked."""
+    """DataLoader ``collate_fn``: a ``__getitems__`` batch dict passes through; a sample list is stacked."""
     if isinstance(batch, dict):
         return batch
     return default_collate(batch)

@@ -60,7 +60,7 @@ class BaselineCNN(nn.Module):
 
 
 class DualStreamCNN(nn.Module):
-    """Two conv streams (channel 0 = flux, channel 1 = velocity) to 64-d each, concatenated, 128 -> 64 -> 2."""
+    """Two conv streams (channel 0 flux, channel 1 velocity) to 64-d each, concatenated, 128 -> 64 -> 2."""
 
     n_streams = 2
 

@@ -64,7 +64,7 @@ def split_metrics(
     mass_edges_log10: Sequence[float] = DEFAULT_MASS_EDGES_LOG10,
     threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """Accuracy, AUC, recall at FPR 5 % / 1 %, ROC curve and the same per mass bin, as plain Python numbers."""
+    """Accuracy, AUC, recall at FPR 5 % / 1 %, ROC curve, and the same per mass bin, as Python numbers."""
     p = torch.as_tensor(probs, dtype=torch.float32).flatten()
     y = torch.as_tensor(labels).long().flatten()
     m = torch.as_tensor(mass_msun, dtype=torch.float64).flatten()
@@ -89,7 +89,7 @@ def split_metrics(
 
 
 def flat_scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
-    """The scalar metrics of ``split_metrics`` as ``{prefix/key: value}`` (per-bin AUC as ``prefix/auc_1e8``)."""
+    """Scalar metrics of ``split_metrics`` as ``{prefix/key: value}`` (per-bin AUC: ``prefix/auc_1e8``)."""
     flat = {
         f"{prefix}/{k}": float(v)
         for k, v in metrics.items()

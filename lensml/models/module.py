@@ -66,7 +66,8 @@ def encode_source_ids(ids: Sequence[str], device: torch.device | None = None) ->
 
 def decode_source_ids(codes: np.ndarray) -> np.ndarray:
     """Inverse of ``encode_source_ids``: (B, 32) uint8 -> array of str."""
-    return np.array([bytes(row).rstrip(b"\0").decode("utf-8", "replace") for row in codes.reshape(len(codes), -1)])
+    rows = codes.reshape(len(codes), -1)
+    return np.array([bytes(row).rstrip(b"\0").decode("utf-8", "replace") for row in rows])
 
 
 class LensClassifier(pl.LightningModule):
