@@ -309,6 +309,9 @@ class LensSimulator(Simulator):
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"sim.dtype={self.dtype!r} must be float32 or float64.")
         self.device = str(sim.get("device", "cpu"))
+        self.chunk_size = (
+            _number(sim, "chunk_size", "sim", 1, integer=True) if sim.get("chunk_size") else 0
+        )
         self.sources = SourceSampler(cfg["source"], self.z_source, self.cosmology)
         self.n_pix = self.instrument.n_pix
         self.pixel_scale_arcsec = self.instrument.pixel_scale_arcsec
@@ -405,7 +408,25 @@ class LensSimulator(Simulator):
 
     # -- rendering ----------------------------------------------------------------------------------------
     def render_noiseless(self, draws: Sequence[_Draw], split: str) -> dict[str, np.ndarray]:
-        """Noiseless flux, velocity, mask (B, N, N) of drawn samples, with the configured backend."""
+        """Noiseless flux, velocity, mask (B, N, N) of drawn samples, with the configured backend.
+
+        The batch is rendered in chunks of ``sim.chunk_size`` samples (cache-sized work; the values do not
+        depend on the chunking).
+        """
+        n, b = self.n_pix, len(draws)
+        out = {
+            "flux": np.zeros((b, n, n), np.float32),
+            "velocity": np.zeros((b, n, n), np.float32),
+            "mask": np.zeros((b, n, n), bool),
+        }
+        step = self.chunk_size or b
+        for start in range(0, b, step):
+            part = self._render_chunk(draws[start : start + step], split)
+            for key in out:
+                out[key][start : start + step] = part[key]
+        return out
+
+    def _render_chunk(self, draws: Sequence[_Draw], split: str) -> dict[str, np.ndarray]:
         from lensml.sim.render import render_lensed
 
         n, b = self.n_pix, len(draws)

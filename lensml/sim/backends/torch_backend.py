@@ -6,6 +6,7 @@ deflections come from ``lensml.sim.backends.torch_lens`` (lenstronomy's profile 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,6 +19,10 @@ from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.sim.render import SourceGrids
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Radial profiles whose deflection is tabulated per sample (float64) and interpolated (``radial_alpha``).
+RADIAL_TABLE_PROFILES: tuple[str, ...] = ("NFW", "TNFW")
+RADIAL_TABLE_SIZE = 1024
+_RADIAL_X_MIN = 1e-6  # smallest R / Rs tabulated; lenstronomy clamps below this (NFW 1e-6, TNFW 1e-3)
 #: Keyword that sets a profile's strength: rows where it is 0 deflect by exactly 0 and are skipped.
 _STRENGTH = {"SIS": "theta_E", "SIE": "theta_E", "EPL": "theta_E", "NFW": "alpha_Rs", "TNFW": "alpha_Rs"}
 
@@ -39,32 +44,86 @@ def lens_kwargs_torch(
     return [{k: _t(v, dtype, device) for k, v in kw.items()} for kw in kwargs_lens]
 
 
-def ray_shoot_sparse(x: Tensor, y: Tensor, lens_model_list: Sequence[str],
-                     kwargs_list: Sequence[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor]:
+def radial_alpha(
+    name: str, x: Tensor, y: Tensor, kw: Mapping[str, Tensor], n_table: int = RADIAL_TABLE_SIZE
+) -> tuple[Tensor, Tensor]:
+    """Deflection of a circular profile (NFW, TNFW) via a per-sample table of |alpha|(R) / R.
+
+    The table is computed with the exact profile (``torch_deflections``, float64) at ``n_table`` radii
+    log-spaced from 1e-6 Rs to beyond the farthest ray, and interpolated linearly in (ln R, ln(|alpha|/R)):
+    relative error ~1e-5 of the deflection, at a fraction of the cost of the closed form at every ray.
+    """
+    func = PROFILES[name]
+    cx, cy = kw["center_x"].reshape(-1, 1, 1), kw["center_y"].reshape(-1, 1, 1)
+    dx, dy = x - cx.to(x.dtype), y - cy.to(x.dtype)
+    r2 = dx * dx + dy * dy
+    b = cx.shape[0]
+    f64 = torch.float64
+    r_far = float(torch.sqrt(r2.amax())) * 1.01 + 1e-6
+    ln_lo = torch.log(torch.clamp(kw["Rs"].to(f64), min=1e-7) * _RADIAL_X_MIN).reshape(b, 1)
+    ln_hi = torch.full_like(ln_lo, math.log(r_far))
+    ln_hi = torch.maximum(ln_hi, ln_lo + 1.0)
+    k = torch.arange(n_table, dtype=f64, device=x.device)
+    step = (ln_hi - ln_lo) / (n_table - 1)
+    r_tab = torch.exp(ln_lo + step * k)  # (B, K)
+    ax_tab, _ = func(
+        kw["center_x"].to(f64).reshape(b, 1) + r_tab,
+        kw["center_y"].to(f64).reshape(b, 1) + 0.0 * r_tab,
+        **{n: v.to(f64) for n, v in kw.items()},
+    )
+    ln_a = torch.log(torch.clamp(ax_tab / r_tab, min=1e-300)).to(x.dtype)  # (B, K)
+    u = (0.5 * torch.log(r2).reshape(b, -1) - ln_lo.to(x.dtype)) / step.to(x.dtype)
+    u = torch.clamp(u, 0.0, n_table - 1.000001)
+    i0 = u.floor()
+    w = u - i0
+    i0 = i0.long()
+    lo = torch.gather(ln_a, 1, i0)
+    hi = torch.gather(ln_a, 1, i0 + 1)
+    a = torch.exp(lo + w * (hi - lo)).reshape(dx.shape)
+    return a * dx, a * dy
+
+
+def ray_shoot_sparse(
+    x: Tensor,
+    y: Tensor,
+    lens_model_list: Sequence[str],
+    kwargs_list: Sequence[Mapping[str, Tensor]],
+    radial_table: bool = True,
+) -> tuple[Tensor, Tensor]:
     """beta = theta - alpha(theta) for a batch; x, y of shape (1, H, W) (shared grid) or (B, H, W).
 
     A profile is evaluated only on the samples where its strength is non-zero (e.g. a subhalo of mass 0
-    contributes exactly 0), which changes no value but saves the time of the absent subhaloes.
+    contributes exactly 0), which changes no value but saves the time of the absent subhaloes. With
+    ``radial_table`` the NFW/TNFW deflections are interpolated from exact per-sample tables (radial_alpha).
     """
     b = max((v.shape[0] for kw in kwargs_list for v in kw.values() if v.ndim >= 1), default=x.shape[0])
     shape = (b, *x.shape[1:])
     ax = torch.zeros(shape, dtype=x.dtype, device=x.device)
     ay = torch.zeros(shape, dtype=x.dtype, device=x.device)
     for name, kw in zip(lens_model_list, kwargs_list):
-        func = PROFILES[name]
         strength = kw.get(_STRENGTH.get(name, ""))
-        if strength is None or bool((strength != 0).all()):
-            dax, day = func(x, y, **kw)
+        rows = None
+        if strength is not None and not bool((strength != 0).all()):
+            rows = torch.nonzero(strength != 0).flatten()
+            if rows.numel() == 0:
+                continue
+            kw = {k: v[rows] if v.ndim else v for k, v in kw.items()}
+        xs = x if x.shape[0] == 1 or rows is None else x[rows]
+        ys = y if y.shape[0] == 1 or rows is None else y[rows]
+        if radial_table and name in RADIAL_TABLE_PROFILES:
+            kw = {
+                k: v.expand(xs.shape[0] if rows is None else rows.numel()) if v.ndim == 0 else v
+                for k, v in {"center_x": torch.zeros(()), "center_y": torch.zeros(()), **kw}.items()
+            }
+            dax, day = radial_alpha(name, xs, ys, kw)
+        else:
+            dax, day = PROFILES[name](xs, ys, **kw)
+        if rows is None:
             ax, ay = ax + dax, ay + day
-            continue
-        rows = torch.nonzero(strength != 0).flatten()
-        if rows.numel() == 0:
-            continue
-        xs = x if x.shape[0] == 1 else x[rows]
-        ys = y if y.shape[0] == 1 else y[rows]
-        dax, day = func(xs, ys, **{k: v[rows] for k, v in kw.items()})
-        ax = ax.index_add(0, rows, dax.expand(rows.numel(), *x.shape[1:]))
-        ay = ay.index_add(0, rows, day.expand(rows.numel(), *x.shape[1:]))
+        else:
+            n_rows = rows.numel()
+            ax = ax.index_add(0, rows, dax.expand(n_rows, *x.shape[1:]))
+            ay = ay.index_add(0, rows, day.expand(n_rows, *x.shape[1:]))
     return x - ax, y - ay
 
 
@@ -156,8 +215,9 @@ def render_torch(
     )
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     with torch.inference_mode():
-        bx, by = ray_shoot_sparse(xx[None], yy[None], list(lens_model_list),
-                                  lens_kwargs_torch(kwargs_lens, dt, device))
+        bx, by = ray_shoot_sparse(
+            xx[None], yy[None], list(lens_model_list), lens_kwargs_torch(kwargs_lens, dt, device)
+        )
         src_f = _t(sources.flux, dt, device)
         src_fv = src_f * _t(sources.velocity_kms, dt, device)
         sub = sample_sources(bx, by, sources, src_f, src_fv)

@@ -1,0 +1,139 @@
+"""Simulator speed: samples/s of each backend at 64x64 and 128x128, and the ratio to plain lenstronomy loops.
+
+    python benchmarks/bench_sim.py [--n-torch 256] [--n-ref 24] [--threads 1 2]
+
+Not a test: it prints numbers. Everything is measured in one run, on the same samples (default physics:
+analytic disk, SIE + shear, TNFW subhalo in half the samples, nominal noise, 3.2" field, 2x supersampling,
+0.1" PSF). Three ways of rendering the same flux + velocity samples:
+
+- ``torch``: ``Simulator.sample_batch`` with the batched PyTorch backend (parameters, sources, noise);
+- ``lenstronomy``: the same with the reference backend (per-image ``LensModel.ray_shooting`` + numpy);
+- ``lenstronomy ImSim``: a plain per-image loop with lenstronomy's own image simulation (``ImageModel.image``
+  for the flux and ``TracerModelSource.tracer_model`` for the flux-weighted velocity; INTERPOL source grids,
+  same PSF kernel and supersampling; model objects built once), plus the same noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+from lensml.paths import CONF_DIR
+from lensml.sim.instrument import add_noise
+from lensml.sim.simulator import build_simulator
+
+GRIDS = {
+    64: ["instrument.n_pix=64", "instrument.pixel_scale_arcsec=0.05"],
+    128: ["instrument.n_pix=128", "instrument.pixel_scale_arcsec=0.025"],
+}
+
+
+def _cfg(overrides: list[str]):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("preview", overrides=overrides)
+
+
+def _rate(fn, n: int, repeats: int = 2) -> float:
+    """Best samples/s over ``repeats`` runs of ``fn`` (which renders n samples)."""
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def imsim_loop(sim, seed: int, indices: list[int]) -> None:
+    """Plain lenstronomy: per image, ImageModel.image (flux) + TracerModelSource.tracer_model (velocity)."""
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.tracer_model import TracerModelSource
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+
+    inst = sim.instrument
+    n, pix = inst.n_pix, inst.pixel_scale_arcsec
+    data = ImageData(
+        image_data=np.zeros((n, n)),
+        ra_at_xy_0=-(n - 1) / 2 * pix,
+        dec_at_xy_0=-(n - 1) / 2 * pix,
+        transform_pix2angle=np.diag([pix, pix]),
+    )
+    model = TracerModelSource(
+        data,
+        PSF(psf_type="PIXEL", kernel_point_source=inst.psf_kernel),
+        lens_model_class=LensModel(sim.lens_model_list),
+        source_model_class=LightModel(["INTERPOL"]),
+        tracer_source_class=LightModel(["INTERPOL"]),
+        kwargs_numerics=dict(supersampling_factor=inst.supersample, supersampling_convolution=False),
+    )
+    for i in indices:
+        draw, rng = sim.draw(seed, "train", i)
+        ((idx, grids),) = sim.sources.grids([draw.source], "train")
+        kw_lens = [{k: float(v[0]) for k, v in kw.items()} for kw in sim.lens_kwargs([draw])]
+        m = grids.flux.shape[-1]
+        scale = 2 * float(grids.half_size_arcsec[0]) / m
+        common = dict(center_x=float(grids.center_x[0]), center_y=float(grids.center_y[0]), scale=scale)
+        kw_src = [dict(image=grids.flux[0], amp=1.0, **common)]
+        kw_vel = [dict(image=grids.velocity_kms[0], amp=1.0, **common)]
+        flux = model.image(kwargs_lens=kw_lens, kwargs_source=kw_src) / pix**2
+        vel = model.tracer_model(kw_vel, kw_lens, kw_src)
+        mask = flux > sim.noise.mask_frac_of_peak * flux.max()
+        add_noise(flux[None], np.where(mask, vel, 0.0)[None], mask[None], sim.noise, [rng])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-torch", type=int, default=128, help="samples per torch block (64x64)")
+    parser.add_argument("--n-ref", type=int, default=8, help="samples per lenstronomy block (64x64)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="blocks per measurement; the best is kept"
+    )
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}; samples/s = best of {args.repeats} blocks (robust to other load)")
+    print(
+        f"{'grid':>7} {'threads':>7} {'torch/s':>9} {'lenstronomy/s':>14} {'ImSim/s':>9} "
+        f"{'torch/lenstronomy':>18} {'torch/ImSim':>12}"
+    )
+    for n_pix, grid in GRIDS.items():
+        sim_t = build_simulator(_cfg(grid))
+        sim_l = build_simulator(_cfg([*grid, "sim=lenstronomy"]))
+        n_torch = args.n_torch if n_pix == 64 else max(args.n_torch // 4, 8)
+        n_ref = args.n_ref if n_pix == 64 else max(args.n_ref // 2, 2)
+        sim_l.sample_batch(0, "train", range(2))  # warm-up (lenstronomy model objects, caches)
+        imsim_loop(sim_l, 0, [0])
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            sim_t.sample_batch(0, "train", range(8))  # warm-up
+            blocks = iter(range(1000))
+
+            def run_torch(sim=sim_t, n=n_torch, blocks=blocks):
+                start = next(blocks) * n
+                sim.sample_batch(0, "train", range(start, start + n))
+
+            def run_lens(sim=sim_l, n=n_ref, blocks=blocks):
+                start = next(blocks) * n
+                sim.sample_batch(0, "train", range(start, start + n))
+
+            def run_imsim(sim=sim_l, n=n_ref, blocks=blocks):
+                start = next(blocks) * n
+                imsim_loop(sim, 0, list(range(start, start + n)))
+
+            r_torch = _rate(run_torch, n_torch, args.repeats)
+            r_lens = _rate(run_lens, n_ref, args.repeats)
+            r_imsim = _rate(run_imsim, n_ref, args.repeats)
+            print(
+                f"{n_pix:>4}^2 {threads:>7} {r_torch:>9.0f} {r_lens:>14.1f} {r_imsim:>9.1f} "
+                f"{r_torch / r_lens:>17.1f}x {r_torch / r_imsim:>11.1f}x",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
