@@ -86,7 +86,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") or None
     score_ckpt = best if (cfg.test_ckpt == "best" and best) else None
-    trainer.validate(module, datamodule=datamodule, ckpt_path=score_ckpt, verbose=False)
+    # val metrics of the scored weights: recorded during fit, or recomputed (e.g. best epoch before a resume)
+    if score_ckpt:
+        scored_epoch = int(torch.load(score_ckpt, map_location="cpu", weights_only=False)["epoch"])
+    else:
+        scored_epoch = int(trainer.current_epoch) - 1
+    val_metrics = module.val_history.get(scored_epoch)
+    if val_metrics is None:
+        trainer.validate(module, datamodule=datamodule, ckpt_path=score_ckpt, verbose=False)
+        val_metrics = module.results.get("val")
     trainer.test(module, datamodule=datamodule, ckpt_path=score_ckpt, verbose=False)
 
     metrics: dict[str, Any] = {
@@ -96,11 +104,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "data_seed": int(cfg.data.seed),
         "mass_bin": OmegaConf.select(cfg, "subhalo.mass_bin", default=None),
         **_hydra_info(),
-        "val": module.results.get("val"),
+        "val": val_metrics,
         "test": module.results.get("test"),
         "epochs_trained": int(trainer.current_epoch),
         "resumed_from": resumed_from,
         "scored_checkpoint": score_ckpt or "final weights",
+        "scored_epoch": scored_epoch,
         "best_checkpoint": best,
         "run_dir": str(run_dir),
         "package_version": __version__,

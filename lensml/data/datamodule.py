@@ -49,6 +49,8 @@ class LensDataModule(pl.LightningDataModule):
         worker_threads: torch threads per worker (0 = leave torch's default).
         velocity_scale_kms, flux_quantile: input normalisation (``lensml.data.channels``).
         cache_dir: cache folder (mode ``cache``); verify_cache: check shard checksums on load.
+        memory_cache: mode ``onthefly`` only: keep rendered samples in memory (per process) so later epochs
+            reuse them (~37 kB per 64 x 64 sample and per worker that saw it).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class LensDataModule(pl.LightningDataModule):
         flux_quantile: float = 0.995,
         cache_dir: str = "data/sim_dataset",
         verify_cache: bool = True,
+        memory_cache: bool = True,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -90,6 +93,7 @@ class LensDataModule(pl.LightningDataModule):
         self.flux_quantile = float(flux_quantile)
         self.cache_dir = cache_dir
         self.verify_cache = bool(verify_cache)
+        self.memory_cache = bool(memory_cache) and mode == "onthefly"
         self.datasets: dict[str, LensDataset] = {}
 
     def make_source(self) -> SimulatorSource | CacheSource:
@@ -107,7 +111,8 @@ class LensDataModule(pl.LightningDataModule):
         source = self.make_source()
         for split, n in self.counts.items():
             self.datasets[split] = LensDataset(
-                source, split, n, self.seed, self.channels, self.velocity_scale_kms, self.flux_quantile
+                source, split, n, self.seed, self.channels, self.velocity_scale_kms, self.flux_quantile,
+                memory_cache=self.memory_cache,
             )
         log.info("data: mode=%s channels=%s counts=%s seed=%d", self.mode, self.channels, self.counts,
                  self.seed)

@@ -76,6 +76,8 @@ class LensDataset(Dataset):
         channels: channel mode.
         velocity_scale_kms: fixed velocity normalisation (km/s).
         flux_quantile: quantile used as the per-sample flux peak.
+        memory_cache: keep rendered samples in memory (per process) so later epochs do not re-render them;
+            the samples are the same either way (pure functions of (seed, split, i)).
     """
 
     def __init__(
@@ -87,8 +89,11 @@ class LensDataset(Dataset):
         channels: str = "flux_velocity",
         velocity_scale_kms: float = 300.0,
         flux_quantile: float = 0.995,
+        memory_cache: bool = False,
     ) -> None:
         self.source = source
+        self.memory_cache = bool(memory_cache)
+        self._memo: dict[int, dict[str, Any]] = {}
         self.split = split
         self.n = int(n)
         self.seed = int(seed)
@@ -100,16 +105,27 @@ class LensDataset(Dataset):
     def __len__(self) -> int:
         return self.n
 
+    def _get(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        if not self.memory_cache:
+            return self.source.get(self.split, idx, self.n)
+        missing = np.array([i for i in dict.fromkeys(idx.tolist()) if i not in self._memo], dtype=np.int64)
+        if len(missing):
+            data = self.source.get(self.split, missing, self.n)
+            for row, i in enumerate(missing.tolist()):
+                self._memo[i] = {k: np.asarray(v)[row] for k, v in data.items()}
+        rows = [self._memo[i] for i in idx.tolist()]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
     def raw(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         """Raw samples (simulator dict) for ``indices``, velocity already re-paired in the shuffle mode."""
         idx = np.asarray(indices, dtype=np.int64)
         if np.any((idx < 0) | (idx >= self.n)):
             raise IndexError(f"index out of range for {self.split} split of {self.n} samples")
         if self.perm is None:
-            return self.source.get(self.split, idx, self.n)
+            return self._get(idx)
         vel_idx = self.perm[idx]
         both, inverse = np.unique(np.concatenate([idx, vel_idx]), return_inverse=True)
-        data = self.source.get(self.split, both, self.n)
+        data = self._get(both)
         out = {k: np.asarray(v)[inverse[: len(idx)]] for k, v in data.items()}
         out["velocity"] = np.asarray(data["velocity"])[inverse[len(idx):]]
         return out

@@ -99,6 +99,8 @@ class LensClassifier(pl.LightningModule):
         self.n_examples = n_examples
         #: split -> output of ``split_metrics`` for the last completed epoch of that split
         self.results: dict[str, dict[str, Any]] = {}
+        #: epoch -> validation ``split_metrics`` of that epoch (this process's fit only)
+        self.val_history: dict[int, dict[str, Any]] = {}
         #: gathered test predictions (probs, labels, mass_msun, sub_x/y_arcsec, index, source_id)
         self.test_predictions: dict[str, np.ndarray] | None = None
         #: a few test inputs with labels and probabilities, for the example panel
@@ -153,6 +155,8 @@ class LensClassifier(pl.LightningModule):
         store.reset()
         metrics = split_metrics(preds["probs"], preds["labels"], preds["mass_msun"], self.mass_edges_log10)
         self.results[split] = metrics
+        if split == "val" and not self.trainer.validating:
+            self.val_history[int(self.current_epoch)] = metrics
         scalars = flat_scalars(metrics, split)
         scalars.setdefault(f"{split}/auc", float("nan"))  # keeps the checkpoint monitor defined
         # every process holds the same gathered numbers: no further reduction needed

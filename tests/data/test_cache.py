@@ -30,8 +30,8 @@ def cache(tmp_path_factory, simulator, sim_cfg):
 
 def test_cache_layout_and_manifest(cache, sim_cfg):
     names = sorted(p.name for p in cache.iterdir())
-    assert names == ["manifest.json", "test_00000.npz", "train_00000.npz", "train_00001.npz", "train_00002.npz",
-                     "val_00000.npz"]
+    shards = ["test_00000.npz", "train_00000.npz", "train_00001.npz", "train_00002.npz", "val_00000.npz"]
+    assert names == ["manifest.json", *shards]
     m = json.loads((cache / "manifest.json").read_text())
     assert m["complete"] and m["counts"] == COUNTS and m["config"]["seed"] == 7
     assert m["config"]["instrument"]["n_pix"] == 32 and "package_version" in m and len(m["config_hash"]) == 16
@@ -45,8 +45,16 @@ def test_cache_equals_on_the_fly(cache, simulator, sim_cfg):
         idx = np.array([n - 1, 0, 2])
         got = reader.get(split, idx, n)
         want = simulator.sample_batch(7, split, idx)
-        for key in SAMPLE_KEYS:
-            np.testing.assert_array_equal(got[key], np.asarray(want[key]), err_msg=f"{split}/{key}")
+        assert_same_samples(got, want, f"{split}")
+
+
+def assert_same_samples(got: dict, want: dict, where: str) -> None:
+    """Discrete fields bit-identical; float32 maps equal up to float32 round-off of batched rendering."""
+    for key in SAMPLE_KEYS:
+        if key in ("flux", "velocity"):
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-4, err_msg=f"{where}/{key}")
+        else:
+            np.testing.assert_array_equal(got[key], np.asarray(want[key]), err_msg=f"{where}/{key}")
 
 
 def test_mismatched_config_is_refused(cache, compose_train, tiny):
@@ -105,8 +113,7 @@ def test_crash_leaves_no_half_shard_and_generation_resumes(tmp_path, simulator, 
     assert first.stat().st_mtime_ns == mtime - 10**9  # kept, not re-rendered
     reader, ref = CacheReader(out, config, COUNTS), CacheReader(cache, config, COUNTS)
     for split, n in COUNTS.items():
-        for key in SAMPLE_KEYS:
-            np.testing.assert_array_equal(reader.load_split(split, n)[key], ref.load_split(split, n)[key])
+        assert_same_samples(reader.load_split(split, n), ref.load_split(split, n), split)
 
 
 def test_generate_refuses_to_mix_configs(cache, sim_cfg, simulator):

