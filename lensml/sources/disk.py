@@ -101,45 +101,63 @@ def disk_maps(x: Any, y: Any, prm: Mapping[str, Any]) -> tuple[Any, Any]:
     flux = f_disk
     flux_vel = f_disk * v_disk
 
-    amp_b = _b(prm["bulge_amp"], x)
-    n = _b(prm["bulge_sersic_n"], x)
-    b_n = 1.9992 * n - 0.3271  # Capaccioli (1989), 0.5 < n < 10
-    dx, dy = x - _b(prm["center_x"], x), y - _b(prm["center_y"], x)
-    rr = xp.sqrt(dx * dx + dy * dy) / _b(prm["bulge_r_eff_arcsec"], x)
-    f_bulge = amp_b * xp.exp(-b_n * (rr ** (1.0 / n) - 1.0))
-    flux = flux + f_bulge
-    flux_vel = flux_vel + f_bulge * _b(prm["v_sys_kms"], x)
+    rows = _rows(prm["bulge_amp"])  # the bulge and each clump are evaluated only where present
+    if len(rows):
+        sub = {k: v[rows] for k, v in prm.items()}
+        xs, ys = x[_index(rows, x)], y[_index(rows, x)]
+        n = _b(sub["bulge_sersic_n"], xs)
+        b_n = 1.9992 * n - 0.3271  # Capaccioli (1989), 0.5 < n < 10
+        dx, dy = xs - _b(sub["center_x"], xs), ys - _b(sub["center_y"], xs)
+        rr = xp.sqrt(dx * dx + dy * dy) / _b(sub["bulge_r_eff_arcsec"], xs)
+        f_bulge = _b(sub["bulge_amp"], xs) * xp.exp(-b_n * (rr ** (1.0 / n) - 1.0))
+        idx = _index(rows, x)
+        flux[idx] = flux[idx] + f_bulge
+        flux_vel[idx] = flux_vel[idx] + f_bulge * _b(sub["v_sys_kms"], xs)
 
-    if "clump_amp" in prm and prm["clump_amp"].shape[-1] > 0:
-        flux, flux_vel = _add_clumps(x, y, prm, flux, flux_vel)
+    if "clump_amp" in prm:
+        for k in range(prm["clump_amp"].shape[-1]):
+            rows = _rows(prm["clump_amp"][:, k])
+            if len(rows):
+                idx = _index(rows, x)
+                sub = {name: v[rows] for name, v in prm.items()}
+                f_k, v_k = _clump(x[idx], y[idx], sub, k)
+                flux[idx] = flux[idx] + f_k
+                flux_vel[idx] = flux_vel[idx] + f_k * v_k
     positive = flux > 0
     return flux, xp.where(positive, flux_vel, 0.0 * flux_vel) / xp.where(
         positive, flux, 1.0 + 0.0 * flux
     )
 
 
-def _add_clumps(x: Any, y: Any, prm: Mapping[str, Any], flux: Any, flux_vel: Any) -> tuple[Any, Any]:
+def _rows(amp: Any) -> np.ndarray:
+    """Indices of the samples where a component's amplitude is non-zero."""
+    a = amp.detach().cpu().numpy() if hasattr(amp, "detach") else np.asarray(amp)
+    return np.flatnonzero(a != 0)
+
+
+def _index(rows: np.ndarray, like: Any) -> Any:
+    if isinstance(like, np.ndarray):
+        return rows
+    import torch
+
+    return torch.as_tensor(rows, device=like.device)
+
+
+def _clump(x: Any, y: Any, prm: Mapping[str, Any], k: int) -> tuple[Any, Any]:
+    """Flux and velocity (km/s) of clump ``k`` (a Gaussian knot with the disk velocity at its centre)."""
     xp = _xp(x)
-    n_clumps = prm["clump_amp"].shape[-1]
     pa = _b(prm["position_angle_deg"], x) * (math.pi / 180.0)
     inc = _b(prm["inclination_deg"], x) * (math.pi / 180.0)
     cos_pa, sin_pa, cos_i, sin_i = xp.cos(pa), xp.sin(pa), xp.cos(inc), xp.sin(inc)
-    cx, cy = _b(prm["center_x"], x), _b(prm["center_y"], x)
-    for k in range(n_clumps):
-        r_k = _b(prm["clump_r_arcsec"][:, k], x)
-        phi_k = _b(prm["clump_phi_deg"][:, k], x) * (math.pi / 180.0)
-        X_k, Y_k = r_k * xp.cos(phi_k), r_k * xp.sin(phi_k)
-        xm, ym = X_k, Y_k * cos_i  # projected onto the sky, major-axis frame
-        xk = cx + xm * cos_pa - ym * sin_pa
-        yk = cy + xm * sin_pa + ym * cos_pa
-        sig = _b(prm["clump_sigma_arcsec"][:, k], x)
-        f_k = _b(prm["clump_amp"][:, k], x) * xp.exp(
-            -((x - xk) ** 2 + (y - yk) ** 2) / (2.0 * sig * sig)
-        )
-        v_k = _v_los(X_k, Y_k, sin_i, prm, x)
-        flux = flux + f_k
-        flux_vel = flux_vel + f_k * v_k
-    return flux, flux_vel
+    r_k = _b(prm["clump_r_arcsec"][:, k], x)
+    phi_k = _b(prm["clump_phi_deg"][:, k], x) * (math.pi / 180.0)
+    X_k, Y_k = r_k * xp.cos(phi_k), r_k * xp.sin(phi_k)
+    xm, ym = X_k, Y_k * cos_i  # projected onto the sky, major-axis frame
+    xk = _b(prm["center_x"], x) + xm * cos_pa - ym * sin_pa
+    yk = _b(prm["center_y"], x) + xm * sin_pa + ym * cos_pa
+    sig = _b(prm["clump_sigma_arcsec"][:, k], x)
+    f_k = _b(prm["clump_amp"][:, k], x) * xp.exp(-((x - xk) ** 2 + (y - yk) ** 2) / (2.0 * sig * sig))
+    return f_k, _v_los(X_k, Y_k, sin_i, prm, x)
 
 
 def disk_dispersion(x: Any, prm: Mapping[str, Any]) -> Any:

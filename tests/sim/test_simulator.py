@@ -188,3 +188,26 @@ def test_impossible_values_are_refused_at_build_time(override, key):
 def test_manga_source_without_templates_says_how_to_make_them(tmp_path):
     with pytest.raises(DataError, match="prepare_sources"):
         build_simulator(physics_cfg(*SMALL[:2], "source=manga", f"source.template_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "lens=epl",
+        "subhalo=sis",
+        "subhalo=nfw",
+        "noise=low_snr",
+        "noise=high_snr",
+        "instrument=manga",
+        "instrument=muse",
+        "instrument=jwst_nirspec",
+        "sim=lenstronomy",
+        "instrument.velocity_grid=32",
+    ],
+)
+def test_every_preset_builds_and_renders(preset):
+    sim = build_simulator(physics_cfg("source.grid_npix=48", "subhalo.p_present=1.0", preset))
+    out = sim.sample_batch(0, "train", [0, 1])
+    n = sim.n_pix
+    assert out["flux"].shape == (2, n, n) and np.isfinite(out["flux"]).all()
+    assert np.isfinite(out["velocity"]).all() and out["mask"].any()
