@@ -62,6 +62,13 @@ def _b(p: Any, like: Any) -> Any:
     return p.reshape(p.shape + (1,) * (like.ndim - p.ndim))
 
 
+def _exp_neg(a: Any) -> Any:
+    """exp(-a) with a capped at 80: e^-80 ~ 2e-35 stands for 0, and CPUs avoid their slow path for
+    arguments that underflow to subnormals (10-20x slower on x86)."""
+    xp = _xp(a)
+    return xp.exp(-xp.clip(a, None, 80.0)) if xp is np else xp.exp(-a.clamp(max=80.0))
+
+
 def _disk_frame(x: Any, y: Any, prm: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
     """Disk-plane (X, Y), sin(i) and cos(i) for sky positions (x, y)."""
     xp = _xp(x)
@@ -84,7 +91,7 @@ def _v_los(X: Any, Y: Any, sin_i: Any, prm: Mapping[str, Any], like: Any) -> Any
     u = r / r_turn
     small = u < 1e-6
     u_safe = xp.where(small, xp.ones_like(u), u)
-    ratio = xp.where(small, 1.0 - 0.5 * u, (1.0 - xp.exp(-u_safe)) / u_safe)
+    ratio = xp.where(small, 1.0 - 0.5 * u, (1.0 - _exp_neg(u_safe)) / u_safe)
     return _b(prm["v_max_kms"], like) * sin_i * ratio * X / r_turn + _b(prm["v_sys_kms"], like)
 
 
@@ -96,7 +103,7 @@ def disk_maps(x: Any, y: Any, prm: Mapping[str, Any]) -> tuple[Any, Any]:
     xp = _xp(x)
     X, Y, sin_i, cos_i = _disk_frame(x, y, prm)
     r = xp.sqrt(X * X + Y * Y)
-    f_disk = xp.exp(-r / _b(prm["scale_radius_arcsec"], x))
+    f_disk = _exp_neg(r / _b(prm["scale_radius_arcsec"], x))
     v_disk = _v_los(X, Y, sin_i, prm, x)
     flux = f_disk
     flux_vel = f_disk * v_disk
@@ -109,7 +116,7 @@ def disk_maps(x: Any, y: Any, prm: Mapping[str, Any]) -> tuple[Any, Any]:
         b_n = 1.9992 * n - 0.3271  # Capaccioli (1989), 0.5 < n < 10
         dx, dy = xs - _b(sub["center_x"], xs), ys - _b(sub["center_y"], xs)
         rr = xp.sqrt(dx * dx + dy * dy) / _b(sub["bulge_r_eff_arcsec"], xs)
-        f_bulge = _b(sub["bulge_amp"], xs) * xp.exp(-b_n * (rr ** (1.0 / n) - 1.0))
+        f_bulge = _b(sub["bulge_amp"], xs) * _exp_neg(b_n * (rr ** (1.0 / n) - 1.0))
         idx = _index(rows, x)
         flux[idx] = flux[idx] + f_bulge
         flux_vel[idx] = flux_vel[idx] + f_bulge * _b(sub["v_sys_kms"], xs)
@@ -156,7 +163,7 @@ def _clump(x: Any, y: Any, prm: Mapping[str, Any], k: int) -> tuple[Any, Any]:
     xk = _b(prm["center_x"], x) + xm * cos_pa - ym * sin_pa
     yk = _b(prm["center_y"], x) + xm * sin_pa + ym * cos_pa
     sig = _b(prm["clump_sigma_arcsec"][:, k], x)
-    f_k = _b(prm["clump_amp"][:, k], x) * xp.exp(-((x - xk) ** 2 + (y - yk) ** 2) / (2.0 * sig * sig))
+    f_k = _b(prm["clump_amp"][:, k], x) * _exp_neg(((x - xk) ** 2 + (y - yk) ** 2) / (2.0 * sig * sig))
     return f_k, _v_los(X_k, Y_k, sin_i, prm, x)
 
 

@@ -256,7 +256,7 @@ class SourceSampler:
             h = torch.as_tensor(half, dtype=dtype, device=device)[:, None, None]
             x = tp["center_x"][:, None, None] + h * ut[None, None, :]
             y = tp["center_y"][:, None, None] + h * ut[None, :, None]
-            x, y = torch.broadcast_tensors(x, y)
+            x, y = (t.contiguous() for t in torch.broadcast_tensors(x, y))
             flux, vel = disk_maps(x, y, tp)
         else:
             x = prm["center_x"][:, None, None] + half[:, None, None] * u[None, None, :]
