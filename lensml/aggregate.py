@@ -81,7 +81,7 @@ def _stat(values: list[float | None]) -> tuple[float, float, int]:
     v = np.array([x for x in values if x is not None], dtype=float)
     if v.size == 0:
         return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan"), int(v.size)
 
 
 def aggregate_table(
@@ -107,11 +107,16 @@ def format_table(rows: list[dict[str, Any]]) -> tuple[str, str]:
     """(markdown, csv) renderings of the rows."""
     cols = [c for c in rows[0] if not c.startswith("_")]
 
-    def cell(v: Any) -> str:
+    def cell(col: str, v: Any) -> str:
+        if col.endswith("mass_bin"):
+            try:
+                return f"{float(v):.3g}"
+            except ValueError:
+                return str(v)
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows]
+    md += ["| " + " | ".join(cell(c, r[c]) for c in cols) + " |" for r in rows]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(cols)
