@@ -1,0 +1,246 @@
+"""Report figures (matplotlib, Agg). Each function takes summary dicts / arrays and returns a Figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = {
+    "baseline": "tab:blue",
+    "dual_stream": "tab:orange",
+    "dual_shuffled": "tab:green",
+    "velocity_only": "tab:purple",
+}
+DPI = 80
+
+
+def color(variant: str) -> str:
+    return COLORS.get(variant, f"C{abs(hash(variant)) % 10}")
+
+
+def roc_figure(cond: Mapping[str, Any], title: str = "") -> plt.Figure:
+    """ROC curves of every variant of one condition summary (one thin line per seed)."""
+    fig, ax = plt.subplots(figsize=(4.2, 4), dpi=DPI)
+    for v, e in cond["variants"].items():
+        for k, roc in enumerate(e["roc"]):
+            a = e["auc"]
+            label = f"{v}: AUC {a['value']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}]" if k == 0 else None
+            ax.plot(roc["fpr"], roc["tpr"], color=color(v), lw=1, alpha=0.8, label=label)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.axvline(0.05, color="grey", lw=0.6, ls="--")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def rocs_grid(conds: Mapping[str, Mapping[str, Any]], titles: Mapping[str, str]) -> plt.Figure:
+    """ROC panels side by side, one per condition."""
+    n = len(conds)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.3), dpi=DPI, squeeze=False)
+    for ax, (name, cond) in zip(axes[0], conds.items()):
+        for v, e in cond["variants"].items():
+            for k, roc in enumerate(e["roc"]):
+                a = e["auc"]
+                label = f"{v} {a['value']:.2f} [{a['ci'][0]:.2f},{a['ci'][1]:.2f}]" if k == 0 else None
+                ax.plot(roc["fpr"], roc["tpr"], color=color(v), lw=1, alpha=0.8, label=label)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_title(titles.get(name, name), fontsize=9)
+        ax.set_xlabel("FPR")
+        ax.legend(fontsize=6, loc="lower right")
+    axes[0][0].set_ylabel("TPR")
+    fig.tight_layout()
+    return fig
+
+
+def metric_vs_condition(
+    conds: Mapping[str, Mapping[str, Any]],
+    labels: Sequence[str],
+    metric: str = "auc",
+    ylabel: str = "ROC AUC",
+    chance: float | None = 0.5,
+) -> plt.Figure:
+    """Seed-averaged metric with its 95 % interval, per condition (x) and variant (colour)."""
+    names = list(conds)
+    variants: list[str] = []
+    for c in conds.values():
+        variants += [v for v in c["variants"] if v not in variants]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.3), dpi=DPI)
+    w = 0.8 / max(1, len(variants))
+    for j, v in enumerate(variants):
+        xs, ys, lo, hi = [], [], [], []
+        for i, n in enumerate(names):
+            e = conds[n]["variants"].get(v)
+            if e is None:
+                continue
+            m = e[metric]
+            xs.append(i + (j - (len(variants) - 1) / 2) * w)
+            ys.append(m["value"])
+            lo.append(m["value"] - m["ci"][0])
+            hi.append(m["ci"][1] - m["value"])
+            ax.scatter([xs[-1]] * len(m["seed_values"]), m["seed_values"], s=6, color=color(v), alpha=0.5)
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color=color(v), label=v, capsize=3, ms=4)
+    if chance is not None:
+        ax.axhline(chance, color="k", ls=":", lw=0.8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_figure(sens: Mapping[str, Any], distance_conditions: Sequence[str]) -> plt.Figure:
+    """Detection rate at fixed FPR vs log10 mass (left) and vs distance from the arc (right panels)."""
+    n = 1 + len(distance_conditions)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), dpi=DPI, squeeze=False)
+    ax = axes[0][0]
+    fpr = sens["fpr"]
+    for v, e in sens["variants"].items():
+        c = e["vs_mass"]
+        edges = np.asarray(c["edges"])
+        mid = 0.5 * (edges[:-1] + edges[1:])
+        ok = np.array([r is not None for r in c["rate"]])
+        r = np.array([x if x is not None else np.nan for x in c["rate"]])
+        lo = np.array([x if x is not None else np.nan for x in c["lo"]])
+        hi = np.array([x if x is not None else np.nan for x in c["hi"]])
+        ax.plot(mid[ok], r[ok], "-o", ms=3, color=color(v), label=v)
+        ax.fill_between(mid[ok], lo[ok], hi[ok], color=color(v), alpha=0.2)
+    ax.axhline(fpr, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("log10 subhalo M200 [M_sun]")
+    ax.set_ylabel(f"detection rate at FPR {fpr:.0%}")
+    ax.legend(fontsize=7)
+    for ax, cname in zip(axes[0][1:], distance_conditions):
+        for v, e in sens["variants"].items():
+            c = e["vs_distance"].get(cname)
+            if not c:
+                continue
+            edges = np.asarray(c["edges"])
+            mid = 0.5 * (edges[:-1] + np.minimum(edges[1:], edges[:-1] + 0.5))
+            ok = np.array([r is not None for r in c["rate"]])
+            r = np.array([x if x is not None else np.nan for x in c["rate"]])
+            lo = np.array([x if x is not None else np.nan for x in c["lo"]])
+            hi = np.array([x if x is not None else np.nan for x in c["hi"]])
+            ax.errorbar(
+                mid[ok],
+                r[ok],
+                yerr=[r[ok] - lo[ok], hi[ok] - r[ok]],
+                fmt="-o",
+                ms=3,
+                capsize=2,
+                color=color(v),
+                label=v,
+            )
+        ax.axhline(fpr, color="k", ls=":", lw=0.8)
+        ax.set_xlabel("distance from arc mask [arcsec]")
+        ax.set_title(cname, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax: plt.Axes, img: np.ndarray, extent: float, cmap: str, title: str, sym: bool = False) -> None:
+    vmax = float(np.nanmax(np.abs(img))) if sym else None
+    ax.imshow(
+        img,
+        origin="lower",
+        cmap=cmap,
+        extent=[-extent, extent, -extent, extent],
+        vmin=-vmax if sym and vmax else None,
+        vmax=vmax if sym and vmax else None,
+    )
+    ax.set_title(title, fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
+def examples_figure(ex: Mapping[str, np.ndarray], pixel_scale_arcsec: float) -> plt.Figure:
+    """Simulated test examples: flux (top) and velocity (bottom); subhalo marked with its mass."""
+    n = len(ex["label"])
+    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.7), dpi=70, squeeze=False)
+    half = ex["flux"].shape[-1] * pixel_scale_arcsec / 2
+    for i in range(n):
+        m = float(ex["mass_msun"][i])
+        title = f"M={m:.1e}" if ex["label"][i] else "no subhalo"
+        _show(axes[0][i], ex["flux"][i], half, "magma", f"flux, {title}")
+        v = np.where(ex["mask"][i], ex["velocity"][i], np.nan)
+        _show(axes[1][i], v, half, "RdBu_r", "velocity [km/s]", sym=True)
+        if ex["label"][i]:
+            for ax in (axes[0][i], axes[1][i]):
+                ax.plot(ex["sub_x_arcsec"][i], ex["sub_y_arcsec"][i], "c+", ms=10, mew=1.5)
+    fig.tight_layout()
+    return fig
+
+
+def near_real_figure(
+    arr: Mapping[str, np.ndarray],
+    subs: Mapping[str, Any],
+    variants: Sequence[str],
+    cases: Sequence[str],
+    pixel_scale_arcsec: float,
+    stride: int,
+    patch: int,
+) -> plt.Figure:
+    """Rows: ``cases`` (e.g. ``on_arc_1e+11``); columns: flux, velocity, occlusion map of each variant."""
+    cases = [c for c in cases if f"{c}__flux" in arr]
+    ncol = 2 + len(variants)
+    fig, axes = plt.subplots(len(cases), ncol, figsize=(2.0 * ncol, 2.1 * len(cases)), dpi=DPI, squeeze=False)
+    n = arr[f"{cases[0]}__flux"].shape[-1]
+    half = n * pixel_scale_arcsec / 2
+    for r, case in enumerate(cases):
+        s = subs["on_arc" if case.startswith("on_arc") else "off_arc"]
+        _show(axes[r][0], arr[f"{case}__flux"], half, "magma", f"{case}: flux")
+        v = np.where(arr[f"{case}__velocity"] != 0, arr[f"{case}__velocity"], np.nan)
+        _show(axes[r][1], v, half, "RdBu_r", "velocity [km/s]", sym=True)
+        for j, var in enumerate(variants):
+            occ = arr.get(f"occ__{var}__{case}__all")
+            ax = axes[r][2 + j]
+            if occ is None:
+                ax.axis("off")
+                continue
+            k = occ.shape[0]
+            step = stride * pixel_scale_arcsec
+            lo = -half + patch * pixel_scale_arcsec / 2
+            hi = lo + (k - 1) * step
+            vmax = float(np.abs(occ).max()) or 1.0
+            ax.imshow(
+                occ,
+                origin="lower",
+                cmap="PuOr_r",
+                vmin=-vmax,
+                vmax=vmax,
+                extent=[lo - step / 2, hi + step / 2, lo - step / 2, hi + step / 2],
+            )
+            ax.set_xlim(-half, half)
+            ax.set_ylim(-half, half)
+            ax.set_title(f"occlusion {var}\nmax |dP| = {vmax:.3f}", fontsize=7)
+            ax.tick_params(labelsize=6)
+        for ax in axes[r]:
+            ax.plot(s["x"], s["y"], "c+", ms=10, mew=1.5)
+    fig.tight_layout()
+    return fig
+
+
+def signal_figure(sig: Mapping[str, Any]) -> plt.Figure:
+    """Subhalo perturbation amplitude in units of the noise, flux vs velocity channel, per mass bin."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.2), dpi=DPI)
+    bins = sig["bins"]
+    x = [np.log10(float(b["mass_bin"])) for b in bins]
+    for key, lab, col in (("flux_snr", "flux", "tab:blue"), ("velocity_snr", "velocity", "tab:red")):
+        med = [b[key]["median"] for b in bins]
+        p90 = [b[key]["p90"] for b in bins]
+        ax.plot(x, med, "-o", color=col, label=f"{lab} (median)")
+        ax.plot(x, p90, "--", color=col, alpha=0.7, label=f"{lab} (90th pct)")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("log10 subhalo M200 [M_sun]")
+    ax.set_ylabel("max |perturbation| / noise sigma")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

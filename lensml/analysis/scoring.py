@@ -1,0 +1,225 @@
+"""Score trained checkpoints on test sets rendered under any test-time config (the evaluation code path).
+
+A *run* is a training run dir (``lensml.train``): ``checkpoints/best-*.ckpt`` (or ``last.ckpt``) and its
+overrides, read from ``overrides.json`` (written by ``lensml.study``), else ``.hydra/overrides.yaml`` (the
+``lensml.train`` CLI). A *condition* is a list of Hydra overrides applied on top of the run's overrides; a
+group choice in a condition (``noise=low_snr``, ``source=manga``) replaces the run's own settings of that
+group (``noise.*``, ``source.*`` overrides are dropped). The test split is rendered ONCE per (physics config,
+data seed) with ``Simulator.sample_batch`` and fed to every checkpoint through ``LensDataset``
+(``lensml.data.dataset``), so channel selection and normalisation are exactly those of training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from lensml.data.cache import cache_config, config_hash, physics_config
+from lensml.data.channels import n_channels
+from lensml.data.dataset import LensDataset
+from lensml.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+RAW_KEYS = ("label", "mass_msun", "sub_x_arcsec", "sub_y_arcsec", "source_id")
+
+
+def compose_train_config(overrides: Sequence[str], run_dir: str | Path = ".") -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides`` (``run_dir`` set, so no Hydra runtime is needed)."""
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"run_dir={run_dir}"])
+    return cfg
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(run_overrides: Sequence[str], condition: Sequence[str]) -> list[str]:
+    """Run overrides then the condition. A later override of the same key replaces an earlier one, and a group
+    choice in the condition (``source=manga``) drops every earlier override inside that group
+    (``source.*``)."""
+    merged: list[str] = []
+    n_run = len(run_overrides)
+    for i, o in enumerate([*run_overrides, *condition]):
+        k = _key(o)
+        if "." not in k and i >= n_run:  # a group choice of the condition
+            merged = [m for m in merged if not (_key(m) == k or _key(m).startswith(k + "."))]
+        merged = [m for m in merged if _key(m) != k]
+        merged.append(o)
+    return merged
+
+
+@dataclass
+class Run:
+    """A trained run: its dir, overrides, checkpoint, and the identifying fields of its ``metrics.json``."""
+
+    run_dir: Path
+    overrides: list[str]
+    checkpoint: Path
+    meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
+    ckpts = run_dir / "checkpoints"
+    best = sorted(ckpts.glob("best-*.ckpt"))
+    if which == "best" and best:
+        return best[-1]
+    if (ckpts / "last.ckpt").exists():
+        return ckpts / "last.ckpt"
+    raise DataError(f"no checkpoint in {ckpts}; train the run first (python -m lensml.train ...)")
+
+
+def load_run(run_dir: str | Path, which: str = "best") -> Run:
+    """Read a run dir (see the module docstring)."""
+    d = Path(run_dir)
+    if (d / "overrides.json").exists():
+        overrides = list(json.loads((d / "overrides.json").read_text()))
+    elif (d / ".hydra" / "overrides.yaml").exists():
+        overrides = list(yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) or [])
+    else:
+        raise DataError(
+            f"{d} has neither overrides.json nor .hydra/overrides.yaml; is it a lensml.train run dir?"
+        )
+    overrides = [o for o in overrides if _key(o) not in ("run_dir", "hydra.run.dir")]
+    meta = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
+    meta = {k: meta.get(k) for k in ("model", "channels", "seed", "data_seed", "mass_bin", "wall_time_s")}
+    return Run(d, overrides, find_checkpoint(d, which), meta)
+
+
+def load_net(run: Run, cfg: DictConfig) -> torch.nn.Module:
+    """The run's CNN with the checkpoint weights, in eval mode."""
+    net = instantiate(cfg.model.net, in_channels=n_channels(cfg.data.channels), _convert_="all")
+    state = torch.load(run.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    return net.eval()
+
+
+class MemorySource:
+    """A rendered test split held in memory (``SampleSource`` protocol of ``lensml.data.dataset``)."""
+
+    def __init__(self, samples: Mapping[str, np.ndarray]) -> None:
+        self.samples = samples
+
+    def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v)[indices] for k, v in self.samples.items()}
+
+
+def data_key(cfg: DictConfig, n_test: int) -> str:
+    """Hash of what fixes the rendered test split: physics groups, data seed and size."""
+    return config_hash({"cache": cache_config(physics_config(cfg), int(cfg.data.seed)), "n_test": n_test})
+
+
+def render_test_split(cfg: DictConfig, n_test: int, batch: int = 256) -> dict[str, np.ndarray]:
+    """Samples ``0 .. n_test-1`` of the test split of ``cfg`` (physics + ``data.seed``)."""
+    from lensml.sim.simulator import build_simulator
+
+    sim = build_simulator(physics_config(cfg))
+    parts = [
+        sim.sample_batch(int(cfg.data.seed), "test", list(range(i, min(i + batch, n_test))))
+        for i in range(0, n_test, batch)
+    ]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+
+@torch.no_grad()
+def predict(
+    net: torch.nn.Module,
+    cfg: DictConfig,
+    samples: Mapping[str, np.ndarray],
+    batch: int = 256,
+    channels: str | None = None,
+) -> np.ndarray:
+    """P(subhalo) for every sample, inputs built by ``LensDataset`` with the run's channel mode."""
+    n = len(samples["label"])
+    ds = LensDataset(
+        MemorySource(samples),
+        "test",
+        n,
+        int(cfg.data.seed),
+        channels or cfg.data.channels,
+        float(cfg.data.velocity_scale_kms),
+        float(cfg.data.flux_quantile),
+    )
+    out = []
+    for i in range(0, n, batch):
+        x = ds.__getitems__(list(range(i, min(i + batch, n))))["x"]
+        out.append(torch.softmax(net(x).float(), dim=1)[:, 1].numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def arc_geometry(samples: Mapping[str, np.ndarray], pixel_scale_arcsec: float) -> dict[str, np.ndarray]:
+    """Per sample: distance (arcsec) from the subhalo to the nearest masked-in (arc) pixel centre (0 inside
+    the arc) and the normalised observed flux at the subhalo pixel (flux / 99.5th percentile). NaN if none."""
+    mask = np.asarray(samples["mask"], dtype=bool)
+    flux = np.asarray(samples["flux"], dtype=np.float64)
+    b, n, _ = mask.shape
+    coords = (np.arange(n) - (n - 1) / 2.0) * pixel_scale_arcsec
+    xx, yy = np.meshgrid(coords, coords)  # [row, col]: row follows +y, col follows +x
+    sx, sy = np.asarray(samples["sub_x_arcsec"]), np.asarray(samples["sub_y_arcsec"])
+    dist = np.full(b, np.nan)
+    fl = np.full(b, np.nan)
+    for i in np.flatnonzero(np.isfinite(sx)):
+        d2 = (xx - sx[i]) ** 2 + (yy - sy[i]) ** 2
+        inside = mask[i]
+        dist[i] = 0.0 if not inside.any() else float(np.sqrt(d2[inside].min()))
+        r, c = np.unravel_index(np.argmin(d2), d2.shape)
+        if dist[i] <= pixel_scale_arcsec / np.sqrt(2.0) and inside[r, c]:
+            dist[i] = 0.0
+        peak = np.quantile(flux[i], 0.995)
+        fl[i] = float(flux[i, r, c] / peak) if peak > 0 else np.nan
+    return {"arc_distance_arcsec": dist, "arc_flux_frac": fl}
+
+
+def score_runs(
+    runs: Sequence[Run],
+    condition: Sequence[str],
+    n_test: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Score every run under ``condition``; test splits rendered once per distinct physics config.
+
+    Returns ``run name -> {probs, label, mass_msun, sub_x_arcsec, sub_y_arcsec, arc_distance_arcsec,
+    arc_flux_frac, data_key}`` (``source_id`` as str array).
+    """
+    rendered: dict[str, dict[str, np.ndarray]] = {}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for run in runs:
+        try:
+            cfg = compose_train_config(merge_overrides(run.overrides, condition), run.run_dir)
+        except Exception as exc:  # hydra's errors name the override; add the run and condition
+            raise ConfigError(
+                f"run {run.run_dir}: condition {list(condition)} does not compose: {exc}"
+            ) from exc
+        n = int(n_test or cfg.data.n_test)
+        key = data_key(cfg, n)
+        if key not in rendered:
+            if progress:
+                progress(f"render {n} test samples ({key}) for {list(condition)}")
+            samples = render_test_split(cfg, n)
+            samples.update(arc_geometry(samples, float(cfg.instrument.pixel_scale_arcsec)))
+            rendered[key] = samples
+        samples = rendered[key]
+        probs = predict(load_net(run, cfg), cfg, samples)
+        keep = {k: samples[k] for k in (*RAW_KEYS, "arc_distance_arcsec", "arc_flux_frac")}
+        out[run.name] = {"probs": probs, **keep, "data_key": np.array(key)}
+    return out
