@@ -18,12 +18,19 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+#: W&B variables as the user set them before lensml touched the environment (None = unset)
+_USER_WANDB_ENV = {k: os.environ.get(k) for k in ("WANDB_MODE", "WANDB_SILENT", "WANDB_DIR")}
+
+
 def configure_wandb_env(run_dir: str | Path) -> str:
-    """Set the W&B environment for a run in ``run_dir``; return the effective mode."""
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_DIR", str(run_dir))
-    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+    """Set the W&B environment for a run in ``run_dir`` (user-set values win); return the effective mode.
+
+    Called once per run, so in a sweep each job's ``WANDB_DIR`` is its own run dir.
+    """
+    defaults = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(run_dir)}
+    for key, value in defaults.items():
+        user = _USER_WANDB_ENV.get(key)
+        os.environ[key] = user if user is not None else value
     Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
     return os.environ["WANDB_MODE"]
 

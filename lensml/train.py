@@ -57,7 +57,11 @@ def _hydra_info() -> dict[str, Any]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Validate, build, fit and score one run; return the metrics dict also written to ``metrics.json``."""
+    """Validate, build, fit and score one run; return the metrics dict also written to ``metrics.json``.
+
+    ``cfg`` is a composed ``conf/train.yaml``. Outside ``@hydra.main`` set ``run_dir`` yourself, e.g.
+    ``compose("train", overrides=["run_dir=/tmp/run1", "model=baseline"])`` inside ``initialize_config_dir``.
+    """
     t0 = time.time()
     check_train_config(cfg)
     run_dir = Path(cfg.run_dir)
