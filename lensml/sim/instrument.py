@@ -45,6 +45,11 @@ class Instrument:
         return 0 if self.psf_kernel is None else self.psf_kernel.shape[0] // 2
 
     @property
+    def margin_pix(self) -> int:
+        """Pixels ray-traced beyond the field on each side: the PSF half-width."""
+        return self.psf_half
+
+    @property
     def field_arcsec(self) -> float:
         return self.n_pix * self.pixel_scale_arcsec
 

@@ -16,8 +16,8 @@ This is the documented Python API (``docs/simulator.md``); the simulator and the
 - **Velocity**: the intensity-weighted line-of-sight mean. Bilinear sampling, block-averaging and the PSF act
   on ``flux * velocity`` and on ``flux``; ``v_obs = K*(f v) / K*(f)``. With ``velocity_grid`` set, both are
   block-averaged to that coarser grid, resampled bilinearly back to ``n_pix`` and divided.
-- **PSF**: convolution at the detector pixel scale. The image is ray-traced with a margin of the kernel
-  half-width and the valid part is kept, so flux from just outside the field is blurred in correctly.
+- **PSF**: convolution at the detector pixel scale. The image is ray-traced with a margin of (at least) the
+  kernel half-width and the valid part is kept, so flux from just outside the field is blurred in correctly.
 - **Mask**: noiseless observed flux above ``mask_frac_of_peak`` times the peak of that image; the velocity
   is 0 outside it. Noise is added separately (``lensml.sim.instrument.add_noise``).
 - **Lens**: ``lens_model_list`` holds lenstronomy profile names, ``kwargs_lens`` one dict per profile whose
@@ -164,12 +164,19 @@ def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
     return a
 
 
+def _crop(image: np.ndarray, n: int) -> np.ndarray:
+    return image[..., n:-n, n:-n] if n else image
+
+
 def observe_numpy(
     f_sub: np.ndarray, fv_sub: np.ndarray, instrument: Instrument, mask_frac_of_peak: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Supersampled f and f*v (with the PSF margin) of one image -> observed (flux, velocity, mask)."""
-    f = convolve_valid(block_average(f_sub, instrument.supersample), instrument.psf_kernel)
-    fv = convolve_valid(block_average(fv_sub, instrument.supersample), instrument.psf_kernel)
+    crop = instrument.margin_pix - instrument.psf_half
+    f = _crop(convolve_valid(block_average(f_sub, instrument.supersample), instrument.psf_kernel), crop)
+    fv = _crop(
+        convolve_valid(block_average(fv_sub, instrument.supersample), instrument.psf_kernel), crop
+    )
     if instrument.velocity_grid:
         factor = instrument.n_pix // instrument.velocity_grid
         f_v = upsample_bilinear(block_average(f, factor), instrument.n_pix)

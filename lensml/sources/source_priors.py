@@ -81,9 +81,10 @@ class SourceSampler:
             )
         self.cfg = {s: _merge(cfg, overrides.get(s) or {}) for s in SPLITS}
         self.grid_npix = int(cfg.get("grid_npix", 96))
-        if self.grid_npix < 8:
+        if self.grid_npix < 8 or self.grid_npix % 8:
             raise ConfigError(
-                f"source.grid_npix={self.grid_npix} must be >= 8 (source grid pixels per side)."
+                f"source.grid_npix={self.grid_npix} must be a multiple of 8 (source grid pixels per side; "
+                "keeps every sample's arithmetic independent of its batch), e.g. 96."
             )
         self.z_source, self.cosmology = z_source, cosmology
         self.templates: dict[str, TemplateLibrary] = {}

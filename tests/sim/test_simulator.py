@@ -76,18 +76,25 @@ def test_on_arc_placement_lands_on_bright_pixels():
     assert flux_at_subhalo(on) > flux_at_subhalo(off) + 0.1
 
 
-def test_sample_is_independent_of_batch_composition():
-    sim = build_simulator(physics_cfg(*SMALL))
-    a = sim.sample_batch(7, "train", [4, 5, 6, 7])
-    b = sim.sample_batch(7, "train", [6])
-    c = sim.sample_batch(7, "train", [11, 6, 2])
-    for key in SAMPLE_KEYS:
-        np.testing.assert_array_equal(a[key][2:3], b[key])
-        np.testing.assert_array_equal(c[key][1:2], b[key])
+@pytest.mark.parametrize("lens", ["sie", "epl"])
+def test_sample_is_independent_of_batch_composition(lens):
+    sim = build_simulator(physics_cfg(*SMALL, f"lens={lens}"))
+    full = sim.sample_batch(7, "train", range(19))
+    sim.chunk_size = 19
+    one_chunk = sim.sample_batch(7, "train", range(19))
+    sim.chunk_size = 3
+    for i in (0, 6, 13, 18):
+        alone = sim.sample_batch(7, "train", [i])
+        mixed = sim.sample_batch(7, "train", [30, i, 2, 5])
+        for key in SAMPLE_KEYS:
+            np.testing.assert_array_equal(full[key][i : i + 1], alone[key])
+            np.testing.assert_array_equal(mixed[key][1:2], alone[key])
+            np.testing.assert_array_equal(one_chunk[key][i : i + 1], alone[key])
+    assert 0 < full["label"].sum() < 19
     other_seed = sim.sample_batch(8, "train", [6])
     other_split = sim.sample_batch(7, "test", [6])
-    assert not np.array_equal(other_seed["flux"], b["flux"])
-    assert not np.array_equal(other_split["flux"], b["flux"])
+    assert not np.array_equal(other_seed["flux"], full["flux"][6:7])
+    assert not np.array_equal(other_split["flux"], full["flux"][6:7])
 
 
 def test_sample_is_identical_in_a_spawned_process():

@@ -6,7 +6,6 @@ deflections come from ``lensml.sim.backends.torch_lens`` (lenstronomy's profile 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lensml.sim.backends.torch_deflections import _epl_series_terms
 from lensml.sim.backends.torch_lens import PROFILES
 from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.sim.render import SourceGrids
@@ -59,10 +59,10 @@ def radial_alpha(
     r2 = dx * dx + dy * dy
     b = cx.shape[0]
     f64 = torch.float64
-    r_far = float(torch.sqrt(r2.amax())) * 1.01 + 1e-6
+    # per-sample range (never the batch's), so that a sample does not depend on its batch
+    r_far = torch.sqrt(r2.reshape(b, -1).amax(dim=1).to(f64)) * 1.01 + 1e-6
     ln_lo = torch.log(torch.clamp(kw["Rs"].to(f64), min=1e-7) * _RADIAL_X_MIN).reshape(b, 1)
-    ln_hi = torch.full_like(ln_lo, math.log(r_far))
-    ln_hi = torch.maximum(ln_hi, ln_lo + 1.0)
+    ln_hi = torch.maximum(torch.log(r_far).reshape(b, 1), ln_lo + 1.0)
     k = torch.arange(n_table, dtype=f64, device=x.device)
     step = (ln_hi - ln_lo) / (n_table - 1)
     r_tab = torch.exp(ln_lo + step * k)  # (B, K)
@@ -81,6 +81,64 @@ def radial_alpha(
     hi = torch.gather(ln_a, 1, i0 + 1)
     a = torch.exp(lo + w * (hi - lo)).reshape(dx.shape)
     return a * dx, a * dy
+
+
+#: Profiles that apply atan2 / pow to their parameters: evaluated through ``_call_lane_aligned``.
+_LANE_ALIGNED = ("SIE", "EPL")
+#: torch's CPU loops handle 2 SIMD registers at a time (32 float32 with AVX-512); the leftover elements of a
+#: tensor go through scalar routines that, for atan2, atanh and pow, may differ from the vector ones in the
+#: last bit. A sample's value would then depend on where it sits in its batch.
+_SIMD_BLOCK = 32
+
+
+def _call_lane_aligned(
+    name: str, x: Tensor, y: Tensor, kw: Mapping[str, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """Deflection of profile ``name`` with per-sample values that do not depend on the rest of the batch.
+
+    (B,) parameters are given as contiguous (B, 1, W) rows and the batch is padded (repeating its first
+    sample) so that B * W is a multiple of ``_SIMD_BLOCK``: every element then takes the vector path.
+    """
+    b = max((v.shape[0] for v in kw.values() if v.ndim >= 1), default=1)
+    w = x.shape[-1]
+    pad = 0
+    while ((b + pad) * w) % _SIMD_BLOCK and pad < _SIMD_BLOCK:
+        pad += 1
+
+    def rows(v: Tensor) -> Tensor:
+        v = v.reshape(-1, 1, 1).expand(-1, 1, w)
+        return torch.cat((v, v[:1].expand(pad, -1, -1))).contiguous() if pad else v.contiguous()
+
+    kw2 = {k: rows(v) if v.ndim == 1 else v for k, v in kw.items()}
+    if x.shape[0] != 1 and pad:
+        x = torch.cat((x, x[:1].expand(pad, -1, -1)))
+        y = torch.cat((y, y[:1].expand(pad, -1, -1)))
+    ax, ay = PROFILES[name](x, y, **kw2)
+    return ax[:b], ay[:b]
+
+
+def _alpha_epl_grouped(x: Tensor, y: Tensor, kw: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """EPL deflections, evaluated together only for samples that need the same number of series terms.
+
+    ``alpha_epl`` sums its series to the precision the largest ellipticity of the batch needs; grouping by
+    term count makes every sample's value independent of the rest of its batch.
+    """
+    e = torch.clamp(torch.sqrt(kw["e1"] * kw["e1"] + kw["e2"] * kw["e2"]), max=0.9999)
+    if e.ndim == 0:
+        return PROFILES["EPL"](x, y, **kw)
+    terms = [_epl_series_terms(float(c), x.dtype) for c in e.cpu()]
+    b = e.shape[0]
+    ax = torch.empty((b, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    ay = torch.empty_like(ax)
+    for n in sorted(set(terms)):
+        rows = torch.tensor([i for i, t in enumerate(terms) if t == n], device=x.device)
+        xs = x if x.shape[0] == 1 else x[rows]
+        ys = y if y.shape[0] == 1 else y[rows]
+        dax, day = _call_lane_aligned(
+            "EPL", xs, ys, {k: v[rows] if v.ndim else v for k, v in kw.items()}
+        )
+        ax[rows], ay[rows] = dax, day
+    return ax, ay
 
 
 def ray_shoot_sparse(
@@ -110,7 +168,11 @@ def ray_shoot_sparse(
             kw = {k: v[rows] if v.ndim else v for k, v in kw.items()}
         xs = x if x.shape[0] == 1 or rows is None else x[rows]
         ys = y if y.shape[0] == 1 or rows is None else y[rows]
-        if radial_table and name in RADIAL_TABLE_PROFILES:
+        if name == "EPL":
+            dax, day = _alpha_epl_grouped(xs, ys, kw)
+        elif name in _LANE_ALIGNED:
+            dax, day = _call_lane_aligned(name, xs, ys, kw)
+        elif radial_table and name in RADIAL_TABLE_PROFILES:
             kw = {
                 k: v.expand(xs.shape[0] if rows is None else rows.numel()) if v.ndim == 0 else v
                 for k, v in {"center_x": torch.zeros(()), "center_y": torch.zeros(()), **kw}.items()
@@ -176,6 +238,9 @@ def observe_torch(
     img = F.avg_pool2d(sub, instrument.supersample) if instrument.supersample > 1 else sub
     if instrument.psf_kernel is not None:
         img = _convolve_valid(img, instrument.psf_kernel)
+    crop = instrument.margin_pix - instrument.psf_half
+    if crop:
+        img = img[..., crop:-crop, crop:-crop]
     f = img[:, 0]
     if instrument.velocity_grid:
         factor = instrument.n_pix // instrument.velocity_grid
@@ -208,7 +273,10 @@ def render_torch(
     dt = resolve_dtype(dtype)
     coords = torch.as_tensor(
         image_coordinates(
-            instrument.n_pix, instrument.pixel_scale_arcsec, instrument.supersample, instrument.psf_half
+            instrument.n_pix,
+            instrument.pixel_scale_arcsec,
+            instrument.supersample,
+            instrument.margin_pix,
         ),
         dtype=dt,
         device=device,
