@@ -31,15 +31,13 @@ import numpy as np
 from lensml import __version__
 from lensml.atomic_io import save_npz, write_json
 from lensml.errors import DataError
-from lensml.sim.simulator import SAMPLE_KEYS, Simulator
+from lensml.sim.simulator import PHYSICS_GROUPS, SAMPLE_KEYS, Simulator  # groups that fix the samples
 
 log = logging.getLogger(__name__)
 
 FORMAT = "lensml-sim-cache"
 FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-#: config groups that determine the samples (and so enter the config hash)
-PHYSICS_GROUPS: tuple[str, ...] = ("source", "lens", "subhalo", "noise", "instrument", "sim")
 #: keys of the ``sim`` group that change speed only, not the samples (left out of the hash)
 RUNTIME_SIM_KEYS: frozenset[str] = frozenset({"device", "num_threads", "chunk_size", "batch_size"})
 MANIFEST = "manifest.json"
