@@ -49,7 +49,7 @@ def render_lenstronomy(
 ) -> dict[str, np.ndarray]:
     """Noiseless (flux, velocity, mask) of a batch, one sample at a time (float64)."""
     coords = image_coordinates(
-        instrument.n_pix, instrument.pixel_scale_arcsec, instrument.supersample, instrument.psf_half
+        instrument.n_pix, instrument.pixel_scale_arcsec, instrument.supersample, instrument.margin_pix
     )
     xx, yy = np.meshgrid(coords, coords)  # rows follow y, columns follow x
     n, b_total = instrument.n_pix, len(sources)
