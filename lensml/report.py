@@ -156,7 +156,11 @@ def build_report(summary_dir: Path, out_dir: Path, name: str) -> Path:
     """Write ``out_dir/README.md`` and ``out_dir/figures/*.png`` from the summaries; return README's path."""
     sums = load_summaries(summary_dir)
     r = Report(out_dir, sums, summary_dir)
-    rel = summary_dir.relative_to(out_dir) if summary_dir.is_relative_to(out_dir) else summary_dir
+    rel = (
+        summary_dir.resolve().relative_to(out_dir.resolve())
+        if summary_dir.resolve().is_relative_to(out_dir.resolve())
+        else summary_dir
+    )
     r.add(f"# lensml report `{name}`: does the velocity channel help detect subhalos?\n")
     r.add(
         "Every number below is read from the run summaries in "
@@ -271,7 +275,7 @@ def _signal(r: Report) -> None:
         rows = [
             f"**noise={noise}**\n",
             "| M200 bin [M_sun] | flux S/N | velocity S/N | flux max/σ | velocity max/σ "
-            "| max |Δflux|/peak | max |Δv| [km/s] |",
+            "| max abs Δflux / peak | max abs Δv [km/s] |",
             "|---|---|---|---|---|---|---|",
         ]
         for b in block["bins"]:

@@ -11,6 +11,7 @@ data seed) with ``Simulator.sample_batch`` and fed to every checkpoint through `
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lensml.data.cache import cache_config, config_hash, physics_config
 from lensml.data.channels import n_channels
@@ -190,6 +191,55 @@ def arc_geometry(samples: Mapping[str, np.ndarray], pixel_scale_arcsec: float) -
     return {"arc_distance_arcsec": dist, "arc_flux_frac": fl}
 
 
+#: top-level override keys that do not change the rendered test samples (``data.seed`` / ``data.n_test`` do)
+NON_PHYSICS_KEYS = (
+    "model",
+    "trainer",
+    "logger",
+    "callbacks",
+    "data",
+    "num_threads",
+    "resume",
+    "ckpt_path",
+    "test_ckpt",
+    "run_dir",
+    "hydra",
+)
+PHYSICS_DATA_KEYS = ("data.seed", "data.n_test")
+_RUN_CFG_CACHE: dict[tuple[str, ...], DictConfig] = {}
+
+
+def physics_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that can change the rendered samples (physics groups, seeds, experiment, ...)."""
+    keep = []
+    for o in overrides:
+        k = _key(o)
+        if k.split(".")[0] in NON_PHYSICS_KEYS and k not in PHYSICS_DATA_KEYS:
+            continue
+        keep.append(o)
+    return keep
+
+
+def run_config(run: Run, condition: Sequence[str]) -> DictConfig:
+    """The run's own config (composed once per run) with the condition's ``data.*`` / ``model.*`` keys set."""
+    key = (str(run.run_dir), *run.overrides)
+    if key not in _RUN_CFG_CACHE:
+        _RUN_CFG_CACHE[key] = compose_train_config(run.overrides, run.run_dir)
+    cfg = _RUN_CFG_CACHE[key]
+    updates = [o for o in condition if _key(o).split(".")[0] in ("data", "model")]
+    if not updates:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for o in updates:
+        k, _, value = o.lstrip("+").partition("=")
+        if "." not in k:
+            raise ConfigError(
+                f"condition {o!r}: a {k} group choice cannot change at test time; set single keys"
+            )
+        OmegaConf.update(cfg, k, yaml.safe_load(value), force_add=True)
+    return cfg
+
+
 def score_runs(
     runs: Sequence[Run],
     condition: Sequence[str],
@@ -198,25 +248,32 @@ def score_runs(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Score every run under ``condition``; test splits rendered once per distinct physics config.
 
-    Returns ``run name -> {probs, label, mass_msun, sub_x_arcsec, sub_y_arcsec, arc_distance_arcsec,
-    arc_flux_frac, data_key}`` (``source_id`` as str array).
+    The physics config of a run under the condition is composed from its physics overrides (shared by all
+    runs that differ only in model, channels, network seed or training settings); the network and its input
+    encoding come from the run's own config. Returns ``run name -> {probs, label, mass_msun, sub_x_arcsec,
+    sub_y_arcsec, arc_distance_arcsec, arc_flux_frac, source_id, data_key}``.
     """
     rendered: dict[str, dict[str, np.ndarray]] = {}
+    physics: dict[tuple[str, ...], DictConfig] = {}
     out: dict[str, dict[str, np.ndarray]] = {}
     for run in runs:
-        try:
-            cfg = compose_train_config(merge_overrides(run.overrides, condition), run.run_dir)
-        except Exception as exc:  # hydra's errors name the override; add the run and condition
-            raise ConfigError(
-                f"run {run.run_dir}: condition {list(condition)} does not compose: {exc}"
-            ) from exc
-        n = int(n_test or cfg.data.n_test)
-        key = data_key(cfg, n)
+        phys = tuple(physics_overrides(merge_overrides(run.overrides, condition)))
+        if phys not in physics:
+            try:
+                physics[phys] = compose_train_config(list(phys))
+            except Exception as exc:  # hydra's errors name the override; add the run and condition
+                raise ConfigError(
+                    f"run {run.run_dir}: condition {list(condition)} does not compose: {exc}"
+                ) from exc
+        pcfg = physics[phys]
+        cfg = run_config(run, condition)
+        n = int(n_test or pcfg.data.n_test)
+        key = data_key(pcfg, n)
         if key not in rendered:
             if progress:
                 progress(f"render {n} test samples ({key}) for {list(condition)}")
-            samples = render_test_split(cfg, n)
-            samples.update(arc_geometry(samples, float(cfg.instrument.pixel_scale_arcsec)))
+            samples = render_test_split(pcfg, n)
+            samples.update(arc_geometry(samples, float(pcfg.instrument.pixel_scale_arcsec)))
             rendered[key] = samples
         samples = rendered[key]
         probs = predict(load_net(run, cfg), cfg, samples)

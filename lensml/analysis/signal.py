@@ -11,10 +11,12 @@ observer who knew the unperturbed image exactly could reach; a CNN that must inf
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
 from lensml.analysis.scoring import compose_train_config
 from lensml.data.cache import physics_config
@@ -28,11 +30,12 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def perturbation_snr(overrides: list[str], n: int, seed: int = 0) -> dict[str, Any]:
-    """Signal-to-noise statistics of ``n`` subhalo-bearing test draws of the config ``overrides``."""
+def perturbation_snr(cfg: DictConfig, n: int, seed: int = 0) -> dict[str, Any]:
+    """Signal-to-noise statistics of ``n`` test draws of ``cfg`` (every draw gets its subhalo)."""
     from lensml.sim.simulator import build_simulator
 
-    cfg = compose_train_config([*overrides, "subhalo.p_present=1.0"])
+    cfg = copy.deepcopy(cfg)
+    OmegaConf.update(cfg, "subhalo.p_present", 1.0)
     sim = build_simulator(physics_config(cfg))
     draws = [sim.draw(seed, "test", i)[0] for i in range(n)]
     with_sub = sim.render_noiseless(draws, "test")
@@ -71,9 +74,12 @@ def run_signal(spec: dict[str, Any], common: list[str], scale: str) -> dict[str,
     n = int(spec.get("n_tiny" if scale == "tiny" else "n", 256))
     result: dict[str, Any] = {"n_per_bin": n, "noise": {}}
     for noise in spec.get("noise", ["nominal"]):
+        base = compose_train_config([*common, f"noise={noise}"])
         bins = []
         for mb in spec["mass_bins"]:
-            stats = perturbation_snr([*common, f"noise={noise}", f"subhalo.mass_bin={mb}"], n)
+            cfg = copy.deepcopy(base)
+            OmegaConf.update(cfg, "subhalo.mass_bin", float(mb))
+            stats = perturbation_snr(cfg, n)
             bins.append({"mass_bin": float(mb), **stats})
         result["noise"][noise] = {"bins": bins}
     return result

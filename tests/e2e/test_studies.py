@@ -1,0 +1,127 @@
+"""Every study of ``experiments/`` runs from its one command at ``scale=tiny`` (real simulator and training).
+
+The headline goes through the real CLI (``python -m lensml.study``); the other studies re-use its runs
+in-process through the same ``run_study`` the CLI calls.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from lensml.paths import CONF_DIR
+from lensml.study import EXPERIMENTS_DIR, run_study
+
+REPO = CONF_DIR.parent
+
+
+def _run(study: str, root: Path) -> dict:
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("study", overrides=[f"study={study}", "scale=tiny", f"out_root={root}",
+                                          f"summary_dir={root}/summaries", "n_boot=200"])
+    run_study(cfg)
+    return json.loads((root / "summaries" / f"{study}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("studies")
+    cmd = [sys.executable, "-m", "lensml.study", "study=headline", "scale=tiny", f"out_root={out}",
+           f"summary_dir={out}/summaries", "n_boot=200"]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_every_study_file_has_a_tiny_scale() -> None:
+    import yaml
+
+    files = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
+    assert {p.stem for p in files} >= {"headline", "domain_shift", "instrument_shift", "velocity_degradation",
+                                       "ablations", "near_real", "signal"}
+    for p in files:
+        assert "tiny" in yaml.safe_load(p.read_text())["scales"], p
+
+
+def test_headline(root: Path) -> None:
+    s = json.loads((root / "summaries" / "headline.json").read_text())
+    assert list(s["conditions"]) == ["m1e7", "m1e8", "m1e9", "m1e10", "m1e11"]
+    for c in s["conditions"].values():
+        assert set(c["variants"]) == {"baseline", "dual_stream"}
+        comp = c["comparisons"][0]
+        a, b = c["variants"]["baseline"]["auc"], c["variants"]["dual_stream"]["auc"]
+        assert comp["auc"]["value"] == pytest.approx(b["value"] - a["value"])
+        for m in (a, b, comp["auc"]):
+            assert m["ci"][0] <= m["value"] + 1e-9 and m["value"] - 1e-9 <= m["ci"][1]
+    # the test sets of one mass bin are identical for both models; positives lie in the bin
+    z = np.load(root / "summaries" / "headline_predictions.npz")
+    mass = z["m1e9__mass_msun"][z["m1e9__label"] == 1]
+    assert np.all((mass >= 10**8.5) & (mass < 10**9.5))
+    sens = s["sensitivity"]["variants"]["baseline"]["vs_mass"]
+    assert sum(sens["n"]) == sum(int(z[f"{c}__label"].sum()) for c in s["conditions"])
+    assert (root / "summaries" / "examples.npz").exists()
+
+
+def test_velocity_degradation_leaves_the_flux_baseline_unchanged(root: Path) -> None:
+    s = _run("velocity_degradation", root)
+    base = [c["variants"]["baseline"]["auc"]["value"] for c in s["conditions"].values()]
+    assert base == pytest.approx([base[0]] * len(base), abs=1e-12)  # flux is not re-rendered coarser
+    z = np.load(root / "summaries" / "velocity_degradation_predictions.npz")
+    dual = [z[f"{c}__dual_stream_s0__probs"] for c in s["conditions"]]
+    assert not np.array_equal(dual[0], dual[-1])  # the velocity input did change
+
+
+def test_instrument_shift(root: Path) -> None:
+    s = _run("instrument_shift", root)
+    assert "m1e11_psf0.2_low_snr" in s["conditions"]
+    assert s["conditions"]["m1e11_low_snr"]["overrides"] == ["subhalo.mass_bin=1e11", "noise=low_snr"]
+
+
+def test_ablations(root: Path) -> None:
+    s = _run("ablations", root)
+    c = s["conditions"]["m1e11"]
+    assert set(c["variants"]) == {"baseline", "dual_stream", "dual_shuffled", "velocity_only"}
+    pairs = {(x["a"], x["b"]) for x in c["comparisons"]}
+    assert ("baseline", "dual_shuffled") in pairs and ("baseline", "velocity_only") in pairs
+    assert s["runs"]["dual_shuffled_s0"]["channels"] == "flux_shuffled_velocity"
+
+
+def test_domain_shift_tests_on_the_real_manga_galaxy(root: Path) -> None:
+    s = _run("domain_shift", root)
+    assert set(s["conditions"]) == {"m1e11_incl20-50", "m1e11_incl60-85", "m1e11_manga"}
+    ev = sorted((root / "domain_shift" / "runs" / "baseline_s0" / "eval").glob("m1e11_manga-*.npz"))
+    ids = set(np.load(ev[0])["source_id"].tolist())
+    assert ids == {"7815-3702"}
+    ev = sorted((root / "domain_shift" / "runs" / "baseline_s0" / "eval").glob("m1e11_incl20-50-*.npz"))
+    assert set(np.load(ev[0])["source_id"].tolist()) == {"disk"}
+
+
+def test_near_real(root: Path) -> None:
+    s = _run("near_real", root)
+    g = s["near_real"]["galaxies"]["7815-3702"]
+    for v in ("baseline", "dual_stream"):
+        for case in s["near_real"]["cases"]:
+            assert 0.0 <= g["variants"][v][case]["mean"] <= 1.0
+    z = np.load(root / "summaries" / "near_real_7815-3702.npz")
+    occ = z["occ__dual_stream__on_arc_1e+11__velocity"]
+    assert occ.shape == (15, 15) and np.isfinite(occ.astype(float)).all()
+    on = g["subhalo_positions_arcsec"]["on_arc"]
+    assert np.hypot(on["x"], on["y"]) == pytest.approx(1.0, abs=0.2)  # on the Einstein ring (theta_E = 1")
+
+
+def test_signal_grows_with_mass(root: Path) -> None:
+    s = _run("signal", root)
+    bins = s["signal"]["noise"]["nominal"]["bins"]
+    snr = [b["flux_snr"]["median"] for b in bins]
+    assert all(b > a for a, b in zip(snr, snr[1:]))
+    low = s["signal"]["noise"]["low_snr"]["bins"]
+    assert all(lo["flux_snr"]["median"] < b["flux_snr"]["median"] for lo, b in zip(low, bins))
