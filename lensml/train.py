@@ -11,6 +11,7 @@ by studies and tests).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,20 @@ def summary(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def main_threads(cfg: DictConfig) -> int:
+    """Main-process torch threads: ``num_threads``, or with ``auto`` the cores the data workers leave free."""
+    n = cfg.get("num_threads", "auto")
+    if n not in (None, "auto", 0):
+        return max(1, int(n))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = int(cfg.data.num_workers) * max(1, int(cfg.data.worker_threads))
+    return max(1, cores - workers)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the val AUC (objective for sweepers)."""
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
+    torch.set_num_threads(main_threads(cfg))
     metrics = run(cfg)
     return (metrics.get("val") or {}).get("auc")
 
