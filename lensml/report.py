@@ -239,6 +239,18 @@ def _scale_section(r: Report) -> None:
     machine = next((s.get("machine") for s in r.s.values() if s.get("machine")), "")
     lines.append(f"- machine: {machine}")
     r.add("\n".join(lines))
+    runs = {}
+    for k in ("headline", "ablations", "domain_shift"):
+        for n, v in (r.s.get(k, {}).get("runs") or {}).items():
+            if k == "ablations" and v.get("variant") in ("baseline", "dual_stream"):
+                continue  # the headline's runs, re-used
+            label = v.get("variant") if k == "headline" else f"{k}: {v.get('variant')}"
+            runs[f"{k}/{n}"] = {**v, "variant": label}
+    if any(v.get("val_auc_per_epoch") for v in runs.values()):
+        r.add(
+            "Validation AUC during training (validation set drawn from the training population), every run:\n"
+        )
+        r.fig("training_curves.png", plots.training_curves(runs), "validation AUC per epoch")
 
 
 def _pipeline(r: Report) -> None:

@@ -311,7 +311,19 @@ def _train_curve(run: Run) -> dict[str, Any]:
         "epochs_trained": m.get("epochs_trained"),
         "val_auc": (m.get("val") or {}).get("auc"),
         "best_checkpoint": Path(m.get("best_checkpoint") or "").name,
+        "val_auc_per_epoch": _val_curve(run.run_dir / "csv" / "metrics.csv"),
     }
+
+
+def _val_curve(path: Path) -> list[float]:
+    """Validation AUC after each epoch, from the CSV logger's file (empty if there is none)."""
+    import csv
+
+    if not path.exists():
+        return []
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/auc")]
+    return [round(float(r["val/auc"]), 4) for r in rows]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="study")

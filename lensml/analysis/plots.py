@@ -244,3 +244,28 @@ def signal_figure(sig: Mapping[str, Any]) -> plt.Figure:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
+    """Validation AUC after each epoch for every run (colour = variant)."""
+    fig, ax = plt.subplots(figsize=(4.4, 3.0), dpi=DPI)
+    seen = set()
+    for r in runs.values():
+        curve = r.get("val_auc_per_epoch") or []
+        v = str(r.get("variant"))
+        ax.plot(
+            range(1, len(curve) + 1),
+            curve,
+            "-o",
+            ms=2,
+            color=color(v),
+            alpha=0.8,
+            label=v if v not in seen else None,
+        )
+        seen.add(v)
+    ax.axhline(0.5, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("validation pass (after each epoch; last = final check)")
+    ax.set_ylabel("val ROC AUC (training population)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
