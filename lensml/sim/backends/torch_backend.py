@@ -56,7 +56,7 @@ def radial_alpha(
     func = PROFILES[name]
     cx, cy = kw["center_x"].reshape(-1, 1, 1), kw["center_y"].reshape(-1, 1, 1)
     dx, dy = x - cx.to(x.dtype), y - cy.to(x.dtype)
-    r2 = dx * dx + dy * dy
+    r2 = torch.addcmul(dx * dx, dy, dy)
     b = cx.shape[0]
     f64 = torch.float64
     # per-sample range (never the batch's), so that a sample does not depend on its batch
@@ -72,15 +72,15 @@ def radial_alpha(
         **{n: v.to(f64) for n, v in kw.items()},
     )
     ln_a = torch.log(torch.clamp(ax_tab / r_tab, min=1e-300)).to(x.dtype)  # (B, K)
-    u = (0.5 * torch.log(r2).reshape(b, -1) - ln_lo.to(x.dtype)) / step.to(x.dtype)
-    u = torch.clamp(u, 0.0, n_table - 1.000001)
-    i0 = u.floor()
-    w = u - i0
-    i0 = i0.long()
-    lo = torch.gather(ln_a, 1, i0)
-    hi = torch.gather(ln_a, 1, i0 + 1)
-    a = torch.exp(lo + w * (hi - lo)).reshape(dx.shape)
-    return a * dx, a * dy
+    slope = torch.diff(ln_a, dim=1, append=ln_a[:, -1:])  # ln_a[k + 1] - ln_a[k]
+    inv_step = (1.0 / step).to(x.dtype)
+    # table coordinate u = (ln R - ln_lo) / step, with ln R = ln(R^2) / 2; in place, one pass each
+    u = torch.log(r2).reshape(b, -1).mul_(0.5 * inv_step).sub_(ln_lo.to(x.dtype) * inv_step)
+    u.clamp_(0.0, n_table - 1.000001)
+    i0 = u.long()  # u >= 0: truncation is the floor
+    w = u.frac_()
+    a = torch.gather(ln_a, 1, i0).addcmul_(w, torch.gather(slope, 1, i0)).exp_().reshape(dx.shape)
+    return a * dx, a.mul_(dy)
 
 
 #: Profiles that apply atan2 / pow to their parameters: evaluated through ``_call_lane_aligned``.
@@ -156,8 +156,7 @@ def ray_shoot_sparse(
     """
     b = max((v.shape[0] for kw in kwargs_list for v in kw.values() if v.ndim >= 1), default=x.shape[0])
     shape = (b, *x.shape[1:])
-    ax = torch.zeros(shape, dtype=x.dtype, device=x.device)
-    ay = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    ax = ay = None  # the summed deflection, accumulated in place
     for name, kw in zip(lens_model_list, kwargs_list):
         strength = kw.get(_STRENGTH.get(name, ""))
         rows = None
@@ -166,6 +165,9 @@ def ray_shoot_sparse(
             if rows.numel() == 0:
                 continue
             kw = {k: v[rows] if v.ndim else v for k, v in kw.items()}
+        if name == "SHEAR" and ax is not None and rows is None:
+            _add_shear(ax, ay, x, y, kw)
+            continue
         xs = x if x.shape[0] == 1 or rows is None else x[rows]
         ys = y if y.shape[0] == 1 or rows is None else y[rows]
         if name == "EPL":
@@ -180,13 +182,32 @@ def ray_shoot_sparse(
             dax, day = radial_alpha(name, xs, ys, kw)
         else:
             dax, day = PROFILES[name](xs, ys, **kw)
+        if ax is None:
+            ax = torch.zeros(shape, dtype=x.dtype, device=x.device)
+            ay = torch.zeros(shape, dtype=x.dtype, device=x.device)
         if rows is None:
-            ax, ay = ax + dax, ay + day
+            ax.add_(dax)
+            ay.add_(day)
         else:
             n_rows = rows.numel()
-            ax = ax.index_add(0, rows, dax.expand(n_rows, *x.shape[1:]))
-            ay = ay.index_add(0, rows, day.expand(n_rows, *x.shape[1:]))
-    return x - ax, y - ay
+            ax.index_add_(0, rows, dax.expand(n_rows, *x.shape[1:]))
+            ay.index_add_(0, rows, day.expand(n_rows, *x.shape[1:]))
+    if ax is None:
+        return x.expand(shape).clone(), y.expand(shape).clone()
+    return torch.sub(x, ax, out=ax), torch.sub(y, ay, out=ay)
+
+
+def _add_shear(ax: Tensor, ay: Tensor, x: Tensor, y: Tensor, kw: Mapping[str, Tensor]) -> None:
+    """ax, ay += the external shear deflection (lenstronomy 'SHEAR', see ``alpha_shear``), in place."""
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    g1 = _t(kw["gamma1"], x.dtype, x.device).reshape(-1, *([1] * (x.ndim - 1)))
+    g2 = _t(kw["gamma2"], x.dtype, x.device).reshape(-1, *([1] * (x.ndim - 1)))
+    ra = _t(kw.get("ra_0", zero), x.dtype, x.device).reshape(-1, *([1] * (x.ndim - 1)))
+    dec = _t(kw.get("dec_0", zero), x.dtype, x.device).reshape(-1, *([1] * (x.ndim - 1)))
+    dx = x - ra if bool((ra != 0).any()) else x
+    dy = y - dec if bool((dec != 0).any()) else y
+    ax.addcmul_(dx, g1).addcmul_(dy, g2)
+    ay.addcmul_(dx, g2).addcmul_(dy, -g1)
 
 
 def sample_sources(
