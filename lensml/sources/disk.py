@@ -69,71 +69,91 @@ def _exp_neg(a: Any) -> Any:
     return xp.exp(-xp.clip(a, None, 80.0)) if xp is np else xp.exp(-a.clamp(max=80.0))
 
 
-def _disk_frame(x: Any, y: Any, prm: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
-    """Disk-plane (X, Y), sin(i) and cos(i) for sky positions (x, y)."""
+def _inplace(xp: Any, fn: str, a: Any, *args: Any) -> Any:
+    """``xp.<fn>(a, *args)`` written into ``a`` (a fresh temporary): one pass, no new array."""
+    return getattr(xp, fn)(a, *args, out=a)
+
+
+def _disk_frame(x: Any, y: Any, prm: Mapping[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    """Offsets (dx, dy) from the centre, disk-plane (X, Y) and sin(i) for sky positions (x, y)."""
     xp = _xp(x)
     pa = _b(prm["position_angle_deg"], x) * (math.pi / 180.0)
     inc = _b(prm["inclination_deg"], x) * (math.pi / 180.0)
     dx, dy = x - _b(prm["center_x"], x), y - _b(prm["center_y"], x)
-    cos_pa, sin_pa = xp.cos(pa), xp.sin(pa)
-    xm = dx * cos_pa + dy * sin_pa
-    ym = -dx * sin_pa + dy * cos_pa
-    cos_i = xp.cos(inc)
-    return xm, ym / cos_i, xp.sin(inc), cos_i
+    cos_pa, sin_pa, cos_i = xp.cos(pa), xp.sin(pa), xp.cos(inc)
+    X = dx * cos_pa
+    X += dy * sin_pa
+    Y = dy * (cos_pa / cos_i)  # (-dx sin_pa + dy cos_pa) / cos(i), the 1 / cos(i) on the parameters
+    Y -= dx * (sin_pa / cos_i)
+    return dx, dy, X, Y, xp.sin(inc)
 
 
-def _v_los(X: Any, Y: Any, sin_i: Any, prm: Mapping[str, Any], like: Any) -> Any:
-    """Line-of-sight velocity (km/s) at disk-plane (X, Y); finite at R = 0 (V_c ~ v_max R / r_turn)."""
+def _v_los(X: Any, R: Any, sin_i: Any, prm: Mapping[str, Any], like: Any) -> Any:
+    """Line-of-sight velocity (km/s) at disk-plane X and radius R; finite at R = 0.
+
+    ``V_c(R) cos(theta) = v_max X (1 - exp(-u)) / (u r_turn)``, u = R / r_turn, with
+    ``(1 - exp(-u)) / u = expm1(-u) / (-u)`` (exact to float precision as u -> 0, where it tends to 1;
+    -u is kept in [-80, -1e-30]).
+    """
     xp = _xp(like)
-    r = xp.sqrt(X * X + Y * Y)
     r_turn = _b(prm["r_turn_arcsec"], like)
-    # V_c(R) cos(theta) = v_max (1 - exp(-R/r_turn)) / R * X, and (1 - exp(-u)) / u -> 1 at u -> 0
-    u = r / r_turn
-    small = u < 1e-6
-    u_safe = xp.where(small, xp.ones_like(u), u)
-    ratio = xp.where(small, 1.0 - 0.5 * u, (1.0 - _exp_neg(u_safe)) / u_safe)
-    return _b(prm["v_max_kms"], like) * sin_i * ratio * X / r_turn + _b(prm["v_sys_kms"], like)
+    m = R * (-1.0 / r_turn)
+    m = xp.clip(m, -80.0, -1e-30, out=m) if xp is np else m.clamp_(-80.0, -1e-30)
+    ratio = _inplace(xp, "expm1", m.copy() if xp is np else m.clone())
+    ratio /= m
+    ratio *= X
+    ratio *= _b(prm["v_max_kms"], like) * sin_i / r_turn
+    ratio += _b(prm["v_sys_kms"], like)
+    return ratio
 
 
 def disk_maps(x: Any, y: Any, prm: Mapping[str, Any]) -> tuple[Any, Any]:
     """Flux (arbitrary units) and velocity (km/s) of the disk + bulge + clumps at positions (x, y) arcsec.
 
     ``prm`` holds the ``DISK_PARAMS`` (shape (B,)) and optionally the ``CLUMP_PARAMS`` (shape (B, K)).
+    The flux is > 0 everywhere (the disk's exponential is capped at e^-80), so the flux-weighted velocity
+    is always defined.
     """
     xp = _xp(x)
-    X, Y, sin_i, cos_i = _disk_frame(x, y, prm)
-    r = xp.sqrt(X * X + Y * Y)
-    f_disk = _exp_neg(r / _b(prm["scale_radius_arcsec"], x))
-    v_disk = _v_los(X, Y, sin_i, prm, x)
+    dx, dy, X, Y, sin_i = _disk_frame(x, y, prm)
+    Y *= Y
+    r = X * X
+    r += Y
+    r = _inplace(xp, "sqrt", r)
+    f_disk = r * (-1.0 / _b(prm["scale_radius_arcsec"], x))
+    f_disk = xp.clip(f_disk, -80.0, None, out=f_disk) if xp is np else f_disk.clamp_(min=-80.0)
+    f_disk = _inplace(xp, "exp", f_disk)
+    flux_vel = _v_los(X, r, sin_i, prm, x)
+    flux_vel *= f_disk
     flux = f_disk
-    flux_vel = f_disk * v_disk
 
     rows = _rows(prm["bulge_amp"])  # the bulge and each clump are evaluated only where present
     if len(rows):
-        sub = {k: v[rows] for k, v in prm.items()}
-        xs, ys = x[_index(rows, x)], y[_index(rows, x)]
-        n = _b(sub["bulge_sersic_n"], xs)
-        b_n = 1.9992 * n - 0.3271  # Capaccioli (1989), 0.5 < n < 10
-        dx, dy = xs - _b(sub["center_x"], xs), ys - _b(sub["center_y"], xs)
-        rr = xp.sqrt(dx * dx + dy * dy) / _b(sub["bulge_r_eff_arcsec"], xs)
-        f_bulge = _b(sub["bulge_amp"], xs) * _exp_neg(b_n * (rr ** (1.0 / n) - 1.0))
         idx = _index(rows, x)
-        flux[idx] = flux[idx] + f_bulge
-        flux_vel[idx] = flux_vel[idx] + f_bulge * _b(sub["v_sys_kms"], xs)
+        names = ("bulge_sersic_n", "bulge_r_eff_arcsec", "bulge_amp", "v_sys_kms")
+        n, r_eff, amp, v_sys = (_b(c, x) for c in _columns(_stack(xp, [prm[k] for k in names])[idx]))
+        b_n = 1.9992 * n - 0.3271  # Capaccioli (1989), 0.5 < n < 10
+        dxs, dys = _take(dx, idx), _take(dy, idx)
+        rr = _inplace(xp, "sqrt", dxs * dxs + dys * dys) / r_eff  # circular on the sky
+        f_bulge = amp * _exp_neg(b_n * (rr ** (1.0 / n) - 1.0))
+        _add_rows(flux, idx, f_bulge)
+        _add_rows(flux_vel, idx, f_bulge * v_sys)
 
-    if "clump_amp" in prm:
+    if "clump_amp" in prm and prm["clump_amp"].shape[-1]:
+        clumps = _clump_params(prm)  # (B, K, 5): offset x, y, amplitude, 1 / (2 sigma^2), velocity
         for k in range(prm["clump_amp"].shape[-1]):
             rows = _rows(prm["clump_amp"][:, k])
             if len(rows):
                 idx = _index(rows, x)
-                sub = {name: v[rows] for name, v in prm.items()}
-                f_k, v_k = _clump(x[idx], y[idx], sub, k)
-                flux[idx] = flux[idx] + f_k
-                flux_vel[idx] = flux_vel[idx] + f_k * v_k
-    positive = flux > 0
-    return flux, xp.where(positive, flux_vel, 0.0 * flux_vel) / xp.where(
-        positive, flux, 1.0 + 0.0 * flux
-    )
+                xk, yk, amp, inv_2s2, v_k = (_b(c, x) for c in _columns(clumps[idx, k]))
+                d2 = (_take(dx, idx) - xk) ** 2
+                d2 += (_take(dy, idx) - yk) ** 2
+                d2 *= inv_2s2
+                f_k = amp * _exp_neg(d2)
+                _add_rows(flux, idx, f_k)
+                _add_rows(flux_vel, idx, f_k * v_k)
+    flux_vel /= flux
+    return flux, flux_vel
 
 
 def _rows(amp: Any) -> np.ndarray:
@@ -150,21 +170,46 @@ def _index(rows: np.ndarray, like: Any) -> Any:
     return torch.as_tensor(rows, device=like.device)
 
 
-def _clump(x: Any, y: Any, prm: Mapping[str, Any], k: int) -> tuple[Any, Any]:
-    """Flux and velocity (km/s) of clump ``k`` (a Gaussian knot with the disk velocity at its centre)."""
-    xp = _xp(x)
-    pa = _b(prm["position_angle_deg"], x) * (math.pi / 180.0)
-    inc = _b(prm["inclination_deg"], x) * (math.pi / 180.0)
+def _take(a: Any, idx: Any) -> Any:
+    """Rows ``idx`` of ``a`` (torch: ``index_select``, a copy of whole rows)."""
+    return a[idx] if isinstance(a, np.ndarray) else a.index_select(0, idx)
+
+
+def _add_rows(a: Any, idx: Any, value: Any) -> None:
+    """``a[idx] += value`` in place (``idx`` without repeats)."""
+    if isinstance(a, np.ndarray):
+        a[idx] += value
+    else:
+        a.index_add_(0, idx, value)
+
+
+def _stack(xp: Any, arrays: list[Any]) -> Any:
+    return xp.stack([xp.asarray(a) if xp is np else a for a in arrays], -1)
+
+
+def _columns(table: Any) -> list[Any]:
+    """The columns of a (B, C) table, each of shape (B,)."""
+    return [table[:, j] for j in range(table.shape[-1])]
+
+
+def _clump_params(prm: Mapping[str, Any]) -> Any:
+    """Per-clump quantities, shape (B, K, 5): the clump centre's offset (x, y) from the disk centre on the
+    sky (arcsec), amplitude, 1 / (2 sigma^2) (arcsec^-2), and the disk's line-of-sight velocity there (km/s).
+
+    A clump at disk-plane (R_k, phi_k) is a Gaussian knot that moves with the disk.
+    """
+    xp = _xp(prm["clump_amp"])
+    pa = prm["position_angle_deg"].reshape(-1, 1) * (math.pi / 180.0)
+    inc = prm["inclination_deg"].reshape(-1, 1) * (math.pi / 180.0)
     cos_pa, sin_pa, cos_i, sin_i = xp.cos(pa), xp.sin(pa), xp.cos(inc), xp.sin(inc)
-    r_k = _b(prm["clump_r_arcsec"][:, k], x)
-    phi_k = _b(prm["clump_phi_deg"][:, k], x) * (math.pi / 180.0)
+    r_k = prm["clump_r_arcsec"]
+    phi_k = prm["clump_phi_deg"] * (math.pi / 180.0)
     X_k, Y_k = r_k * xp.cos(phi_k), r_k * xp.sin(phi_k)
     xm, ym = X_k, Y_k * cos_i  # projected onto the sky, major-axis frame
-    xk = _b(prm["center_x"], x) + xm * cos_pa - ym * sin_pa
-    yk = _b(prm["center_y"], x) + xm * sin_pa + ym * cos_pa
-    sig = _b(prm["clump_sigma_arcsec"][:, k], x)
-    f_k = _b(prm["clump_amp"][:, k], x) * _exp_neg(((x - xk) ** 2 + (y - yk) ** 2) / (2.0 * sig * sig))
-    return f_k, _v_los(X_k, Y_k, sin_i, prm, x)
+    sig = prm["clump_sigma_arcsec"]
+    v_k = _v_los(X_k, xp.sqrt(X_k * X_k + Y_k * Y_k), sin_i, prm, X_k)
+    offset_x, offset_y = xm * cos_pa - ym * sin_pa, xm * sin_pa + ym * cos_pa
+    return _stack(xp, [offset_x, offset_y, prm["clump_amp"], 1.0 / (2.0 * sig * sig), v_k])
 
 
 def disk_dispersion(x: Any, prm: Mapping[str, Any]) -> Any:
