@@ -219,7 +219,7 @@ def near_real_figure(
             )
             ax.set_xlim(-half, half)
             ax.set_ylim(-half, half)
-            ax.set_title(f"occlusion {var}\nmax |dP| = {vmax:.3f}", fontsize=7)
+            ax.set_title(f"occlusion {var}\nmax |dP| = {vmax:.2g}", fontsize=7)
             ax.tick_params(labelsize=6)
         for ax in axes[r]:
             ax.plot(s["x"], s["y"], "c+", ms=10, mew=1.5)
