@@ -26,8 +26,16 @@ def _run(study: str, root: Path) -> dict:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("study", overrides=[f"study={study}", "scale=tiny", f"out_root={root}",
-                                          f"summary_dir={root}/summaries", "n_boot=200"])
+        cfg = compose(
+            "study",
+            overrides=[
+                f"study={study}",
+                "scale=tiny",
+                f"out_root={root}",
+                f"summary_dir={root}/summaries",
+                "n_boot=200",
+            ],
+        )
     run_study(cfg)
     return json.loads((root / "summaries" / f"{study}.json").read_text())
 
@@ -35,8 +43,16 @@ def _run(study: str, root: Path) -> dict:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("studies")
-    cmd = [sys.executable, "-m", "lensml.study", "study=headline", "scale=tiny", f"out_root={out}",
-           f"summary_dir={out}/summaries", "n_boot=200"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lensml.study",
+        "study=headline",
+        "scale=tiny",
+        f"out_root={out}",
+        f"summary_dir={out}/summaries",
+        "n_boot=200",
+    ]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return out
@@ -46,8 +62,15 @@ def test_every_study_file_has_a_tiny_scale() -> None:
     import yaml
 
     files = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
-    assert {p.stem for p in files} >= {"headline", "domain_shift", "instrument_shift", "velocity_degradation",
-                                       "ablations", "near_real", "signal"}
+    assert {p.stem for p in files} >= {
+        "headline",
+        "domain_shift",
+        "instrument_shift",
+        "velocity_degradation",
+        "ablations",
+        "near_real",
+        "signal",
+    }
     for p in files:
         assert "tiny" in yaml.safe_load(p.read_text())["scales"], p
 
@@ -125,3 +148,34 @@ def test_signal_grows_with_mass(root: Path) -> None:
     assert all(b > a for a, b in zip(snr, snr[1:]))
     low = s["signal"]["noise"]["low_snr"]["bins"]
     assert all(lo["flux_snr"]["median"] < b["flux_snr"]["median"] for lo, b in zip(low, bins))
+
+
+def test_evaluate_cli_scores_checkpoints_under_a_condition(root: Path, tmp_path: Path) -> None:
+    runs = [root / "headline" / "runs" / "baseline_s0", root / "headline" / "runs" / "dual_stream_s0"]
+    out = tmp_path / "ev"
+    cmd = [
+        sys.executable,
+        "-m",
+        "lensml.evaluate",
+        f"runs=[{runs[0]},{runs[1]}]",
+        "condition=['subhalo.mass_bin=1e10','noise=low_snr']",
+        "n_test=32",
+        "n_boot=100",
+        "name=low",
+        f"out_dir={out}",
+    ]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "dual_stream - baseline: dAUC" in res.stdout
+    m = json.loads((out / "eval_metrics.json").read_text())
+    assert m["condition"] == ["subhalo.mass_bin=1e10", "noise=low_snr"]
+    assert set(m["variants"]) == {"baseline", "dual_stream"} and m["n"] == 32
+    comp = m["comparisons"][0]
+    assert (comp["a"], comp["b"]) == ("baseline", "dual_stream")
+    a, b = m["variants"]["baseline"]["auc"]["value"], m["variants"]["dual_stream"]["auc"]["value"]
+    assert comp["auc"]["value"] == pytest.approx(b - a)
+    z = np.load(out / "predictions.npz")
+    mass = z["baseline_s0__mass_msun"][z["baseline_s0__label"] == 1]
+    assert np.all((mass >= 10**9.5) & (mass < 10**10.5))
+    assert np.array_equal(z["baseline_s0__label"], z["dual_stream_s0__label"])
+    assert (out / "roc.png").stat().st_size > 1000
