@@ -390,7 +390,10 @@ def _examples(r: Report) -> None:
         ex = {k: (z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]) for k in z.files}
     r.add("## Example simulated test maps\n")
     r.add(
-        "Nominal noise; cyan + marks the subhalo (mass in the title). Velocity shown inside the mask only.\n"
+        "Nominal noise; cyan + marks the subhalo (mass in the title). Velocity shown inside the mask only. "
+        "The first panel is a test sample without a subhalo; the others are the first positive of each "
+        "mass-bin test set — the same lens and source (the subhalo is drawn last),"
+        " so only the subhalo mass changes.\n"
     )
     r.fig("examples.png", plots.examples_figure(ex, float(ex.get("pixel_scale_arcsec", 0.05))), "examples")
 
