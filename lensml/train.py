@@ -173,7 +173,7 @@ def main_threads(cfg: DictConfig) -> int:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the val AUC (objective for sweepers)."""
     torch.set_num_threads(main_threads(cfg))
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # Lightning 2.6 vs torch 2.13 noise
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # Lightning 2.6 + torch 2.13
     metrics = run(cfg)
     return (metrics.get("val") or {}).get("auc")
 
