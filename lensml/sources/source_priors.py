@@ -22,7 +22,13 @@ import numpy as np
 from lensml.errors import ConfigError
 from lensml.sim.priors import check_range, draw, support, validate_prior
 from lensml.sim.render import SourceGrids, bilinear_sample, grid_units
-from lensml.sources.disk import CLUMP_PARAMS, DISK_PARAMS, disk_extent_arcsec, disk_maps
+from lensml.sources.disk import (
+    CLUMP_PARAMS,
+    DISK_PARAMS,
+    disk_extent_arcsec,
+    disk_maps,
+    disk_maps_on_grid,
+)
 from lensml.sources.template import TemplateLibrary, load_templates, template_files
 
 SOURCE_KINDS: tuple[str, ...] = ("analytic", "manga", "mixed")
@@ -254,16 +260,14 @@ class SourceSampler:
 
             tp = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in prm.items()}
             ut = torch.as_tensor(u, dtype=dtype, device=device)
-            h = torch.as_tensor(half, dtype=dtype, device=device)[:, None, None]
-            x = tp["center_x"][:, None, None] + h * ut[None, None, :]
-            y = tp["center_y"][:, None, None] + h * ut[None, :, None]
-            x, y = (t.contiguous() for t in torch.broadcast_tensors(x, y))
-            flux, vel = disk_maps(x, y, tp)
+            h = torch.as_tensor(half, dtype=dtype, device=device)[:, None]
+            x = tp["center_x"][:, None] + h * ut[None, :]
+            y = tp["center_y"][:, None] + h * ut[None, :]
+            flux, vel = disk_maps_on_grid(x, y, tp)
         else:
-            x = prm["center_x"][:, None, None] + half[:, None, None] * u[None, None, :]
-            y = prm["center_y"][:, None, None] + half[:, None, None] * u[None, :, None]
-            x, y = np.broadcast_arrays(x, y)
-            flux, vel = disk_maps(x, y, prm)
+            x = prm["center_x"][:, None] + half[:, None] * u[None, :]
+            y = prm["center_y"][:, None] + half[:, None] * u[None, :]
+            flux, vel = disk_maps_on_grid(x, y, prm)
         return SourceGrids(
             flux=flux,
             velocity_kms=vel,
