@@ -108,7 +108,7 @@ def alpha_sie(
     """Singular isothermal ellipsoid (lenstronomy 'SIE' = NIE with s_scale = 1e-10 arcsec).
 
     Written with in-place operations (about half the passes over the rays of the naive form): per-sample
-    factors are computed on the parameters, and atan(k z) / k as atan(k z) * (b / k).
+    factors are computed on the parameters, b atan(k z) / k as atan2(k x', psi + s) * (b / k).
     """
     cos, sin, q, k2 = _phi_q_terms(_param(e1, x), _param(e2, x))
     dx, dy = _shifted(x, y, center_x, center_y)
@@ -118,18 +118,20 @@ def alpha_sie(
     s = _SIE_S_SCALE / torch.sqrt(q)
     q2 = q * q
     psi = torch.addcmul(q2 * (s * s), xr * xr, q2).addcmul_(yr, yr).sqrt_()
-    z1 = xr.div_(psi + s)
-    z2 = yr.div_(psi.add_(q2 * s))
+    den_x = psi + s
+    den_y = psi.add_(q2 * s)
     k = torch.sqrt(k2)
     small = k < 1e-3  # atan(k z) / k -> z (1 - (k z)^2 / 3), atanh(k z) / k -> z (1 + (k z)^2 / 3)
     k_safe = torch.where(small, torch.ones_like(k), k)
     b_over_k = b / k_safe
     series = None
     if bool(small.any()):  # the per-element result does not depend on this branch
+        z1, z2 = xr / den_x, yr / den_y
         kz1, kz2 = k * z1, k * z2
         series = (z1 * (1 - kz1 * kz1 / 3), z2 * (1 + kz2 * kz2 / 3))
-    ax = z1.mul_(k_safe).atan_().mul_(b_over_k)
-    ay = z2.mul_(k_safe).atanh_().mul_(b_over_k)
+    # atan(k xr / den_x) = atan2(k xr, den_x) as den_x > 0 (atan2 is the faster kernel on CPU)
+    ax = torch.atan2(xr.mul_(k_safe), den_x).mul_(b_over_k)
+    ay = yr.mul_(k_safe).div_(den_y).atanh_().mul_(b_over_k)
     if series is not None:
         ax = torch.where(small, b * series[0], ax)
         ay = torch.where(small, b * series[1], ay)
