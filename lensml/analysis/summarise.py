@@ -83,6 +83,34 @@ def summarise_condition(
     return out
 
 
+def versus_null(
+    null: dict[str, dict[str, np.ndarray]],
+    cond: dict[str, dict[str, np.ndarray]],
+    runs: dict[str, Run],
+    n_boot: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Per variant: paired AUC(condition) - AUC(null condition) on the same sample indices.
+
+    The null condition is a test set whose subhalos carry (almost) no signal; both test sets share the
+    negatives and the lens/source of every sample, so this difference isolates the effect of the subhalo
+    mass from whatever else separates the classes in that particular test set.
+    """
+    out: dict[str, Any] = {}
+    gn, gc = by_variant(runs, null), by_variant(runs, cond)
+    for variant, names in gc.items():
+        if variant not in gn:
+            continue
+        s_null, y_null = _stack(null, gn[variant])
+        s_cond, y_cond = _stack(cond, names)
+        if not np.array_equal(y_null, y_cond):
+            raise DataError(
+                f"null and tested conditions of {variant} have different labels; cannot pair them"
+            )
+        out[variant] = paired_difference(s_null, s_cond, y_cond, "auc", n_boot=n_boot, rng=rng)["diff"]
+    return out
+
+
 def summarise(
     study: dict[str, Any], runs: dict[str, Run], preds: Preds, n_boot: int, rng: np.random.Generator
 ) -> dict[str, Any]:
@@ -100,6 +128,12 @@ def summarise(
         "statistics": "seed-averaged metric; stratified bootstrap over test samples, "
         "percentile 95% interval; paired: same resampled indices for both",
     }
+    null = study.get("null_condition")
+    if null:
+        out["null_condition"] = null
+        for cname in conds:
+            if cname != null:
+                conds[cname]["vs_null"] = versus_null(preds[null], preds[cname], runs, n_boot, rng)
     if study.get("sensitivity"):
         out["sensitivity"] = sensitivity_curves(study["sensitivity"], runs, preds, by_variant, rng)
     return out
