@@ -252,10 +252,10 @@ def _convolve_valid(img: Tensor, kernel: np.ndarray) -> Tensor:
 def _conv1d_valid(img: Tensor, taps: np.ndarray, dim: int) -> Tensor:
     """1-D true convolution along ``dim`` ('valid'), as a sum of shifted slices (fast for short kernels)."""
     n_out = img.shape[dim] - len(taps) + 1
-    out = None
-    for j, w in enumerate(taps[::-1]):
-        term = img.narrow(dim, j, n_out) * float(w)
-        out = term if out is None else out + term
+    rev = taps[::-1]
+    out = img.narrow(dim, 0, n_out) * float(rev[0])
+    for j in range(1, len(rev)):
+        out.add_(img.narrow(dim, j, n_out), alpha=float(rev[j]))  # one pass per tap
     return out
 
 
