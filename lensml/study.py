@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -141,9 +142,18 @@ def stage_train(jobs: list[dict[str, Any]], out_root: Path) -> None:
             "trainer.enable_model_summary=false",
         ]
         rd.mkdir(parents=True, exist_ok=True)
-        write_json(rd / "overrides.json", overrides)
-        log.info("training %s", job["name"])
-        train_run(compose_train_config(overrides, rd))
+        lock = rd / "train.lock"
+        try:  # another process (shard) training the same run holds the lock
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            log.warning("run %s is being trained by another process (delete %s if it crashed)", rd, lock)
+            continue
+        try:
+            write_json(rd / "overrides.json", overrides)
+            log.info("training %s", job["name"])
+            train_run(compose_train_config(overrides, rd))
+        finally:
+            lock.unlink(missing_ok=True)
 
 
 def study_runs(study: dict[str, Any], scale: str, out_root: Path) -> dict[str, Run]:
