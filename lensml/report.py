@@ -221,6 +221,8 @@ def _findings(r: Report) -> None:
         b, d = c["variants"]["baseline"]["auc"], c["variants"]["dual_stream"]["auc"]
         for v, m in (("baseline", b), ("dual_stream", d)):
             vn = (c.get("vs_null") or {}).get(v)
+            if cname == h.get("null_condition"):
+                continue  # the floor itself
             if detects(m) and (vn is None or vn["ci"][0] > 0):
                 detected[v].append(cname)
         cmp_lines.append(

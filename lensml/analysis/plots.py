@@ -163,7 +163,7 @@ def _show(ax: plt.Axes, img: np.ndarray, extent: float, cmap: str, title: str, s
 def examples_figure(ex: Mapping[str, np.ndarray], pixel_scale_arcsec: float) -> plt.Figure:
     """Simulated test examples: flux (top) and velocity (bottom); subhalo marked with its mass."""
     n = len(ex["label"])
-    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.7), dpi=70, squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.7), dpi=60, squeeze=False)
     half = ex["flux"].shape[-1] * pixel_scale_arcsec / 2
     for i in range(n):
         m = float(ex["mass_msun"][i])
