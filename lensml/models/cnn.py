@@ -11,25 +11,45 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+POOLS = ("avg", "max")
+NORMS = ("none", "batch")
+
 
 class ConvEncoder(nn.Module):
-    """Conv 3x3 + ReLU + max-pool 2x2 per width (default 16 -> 32 -> 64), then global average pooling.
+    """Conv 3x3 + ReLU + max-pool 2x2 per width (default 16 -> 32 -> 64), then global pooling.
 
-    Maps (B, in_channels, N, N) to (B, widths[-1]).
+    Maps (B, in_channels, N, N) to (B, widths[-1]). ``global_pool="avg"`` (the seed architecture) averages the
+    last feature map; ``"max"`` keeps its strongest response (a local anomaly is not diluted by the field).
+    ``norm="batch"`` adds BatchNorm after each convolution.
     """
 
-    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64)) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        widths: Sequence[int] = (16, 32, 64),
+        global_pool: str = "avg",
+        norm: str = "none",
+    ) -> None:
         super().__init__()
+        if global_pool not in POOLS:
+            raise ValueError(f"model.net.global_pool={global_pool!r}: use one of {POOLS}")
+        if norm not in NORMS:
+            raise ValueError(f"model.net.norm={norm!r}: use one of {NORMS}")
         layers: list[nn.Module] = []
         c = in_channels
         for w in widths:
-            layers += [nn.Conv2d(c, w, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers.append(nn.Conv2d(c, w, kernel_size=3, padding=1, bias=norm == "none"))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(w))
+            layers += [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c = w
         self.features = nn.Sequential(*layers)
+        self.global_pool = global_pool
         self.out_dim = c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        h = self.features(x)
+        return h.amax(dim=(2, 3)) if self.global_pool == "max" else h.mean(dim=(2, 3))
 
 
 def _head(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
@@ -50,9 +70,11 @@ class BaselineCNN(nn.Module):
         hidden: int = 32,
         n_classes: int = 2,
         dropout: float = 0.0,
+        global_pool: str = "avg",
+        norm: str = "none",
     ) -> None:
         super().__init__()
-        self.encoder = ConvEncoder(in_channels, widths)
+        self.encoder = ConvEncoder(in_channels, widths, global_pool, norm)
         self.head = _head(self.encoder.out_dim, hidden, n_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,12 +93,14 @@ class DualStreamCNN(nn.Module):
         hidden: int = 64,
         n_classes: int = 2,
         dropout: float = 0.0,
+        global_pool: str = "avg",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if in_channels != 2:
             raise ValueError(f"DualStreamCNN needs 2 input channels (flux, velocity), got {in_channels}")
-        self.flux_encoder = ConvEncoder(1, widths)
-        self.velocity_encoder = ConvEncoder(1, widths)
+        self.flux_encoder = ConvEncoder(1, widths, global_pool, norm)
+        self.velocity_encoder = ConvEncoder(1, widths, global_pool, norm)
         self.head = _head(2 * self.flux_encoder.out_dim, hidden, n_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,3 +37,31 @@ def test_dual_stream_architecture_and_stream_separation():
 def test_dual_stream_refuses_one_channel():
     with pytest.raises(ValueError, match="2 input channels"):
         DualStreamCNN(in_channels=1)
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_encoder_variants_shapes_and_pooling(pool: str, norm: str) -> None:
+    from lensml.models.cnn import BaselineCNN, ConvEncoder, DualStreamCNN
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 64, 64)
+    assert BaselineCNN(in_channels=2, global_pool=pool, norm=norm)(x).shape == (3, 2)
+    assert DualStreamCNN(global_pool=pool, norm=norm)(x).shape == (3, 2)
+    enc = ConvEncoder(1, global_pool=pool, norm=norm).eval()
+    # a single bright pixel: max pooling keeps a response that averaging dilutes over the 8x8 map
+    spot = torch.zeros(1, 1, 64, 64)
+    spot[0, 0, 30, 30] = 10.0
+    feats = enc.features(spot)
+    pooled = enc(spot)
+    expect = feats.amax(dim=(2, 3)) if pool == "max" else feats.mean(dim=(2, 3))
+    assert torch.allclose(pooled, expect)
+
+
+def test_encoder_refuses_unknown_pool_and_norm() -> None:
+    from lensml.models.cnn import ConvEncoder
+
+    with pytest.raises(ValueError, match="global_pool"):
+        ConvEncoder(1, global_pool="median")
+    with pytest.raises(ValueError, match="norm"):
+        ConvEncoder(1, norm="layer")
