@@ -154,10 +154,36 @@ def ray_shoot_sparse(
     contributes exactly 0), which changes no value but saves the time of the absent subhaloes. With
     ``radial_table`` the NFW/TNFW deflections are interpolated from exact per-sample tables (radial_alpha).
     """
+    ax, ay, _ = deflection_sparse(x, y, lens_model_list, kwargs_list, radial_table)
+    b = max((v.shape[0] for kw in kwargs_list for v in kw.values() if v.ndim >= 1), default=x.shape[0])
+    if ax is None:
+        return x.expand(b, *x.shape[1:]).clone(), y.expand(b, *x.shape[1:]).clone()
+    return torch.sub(x, ax, out=ax), torch.sub(y, ay, out=ay)
+
+
+def deflection_sparse(
+    x: Tensor,
+    y: Tensor,
+    lens_model_list: Sequence[str],
+    kwargs_list: Sequence[Mapping[str, Tensor]],
+    radial_table: bool = True,
+    shear_apart: bool = False,
+) -> tuple[Tensor | None, Tensor | None, tuple[Tensor, Tensor] | None]:
+    """Summed deflection (B, H, W) of the profiles (None if there is none), see ``ray_shoot_sparse``.
+
+    With ``shear_apart`` a SHEAR about (0, 0) is not added but returned as its (gamma1, gamma2) of shape
+    (B,): it is linear in theta, so the caller can fold it into the source-grid mapping.
+    """
     b = max((v.shape[0] for kw in kwargs_list for v in kw.values() if v.ndim >= 1), default=x.shape[0])
     shape = (b, *x.shape[1:])
     ax = ay = None  # the summed deflection, accumulated in place
+    shear: tuple[Tensor, Tensor] | None = None
     for name, kw in zip(lens_model_list, kwargs_list):
+        if name == "SHEAR" and shear_apart and _centred(kw, ("ra_0", "dec_0")):
+            g1 = _t(kw["gamma1"], x.dtype, x.device).expand(b)
+            g2 = _t(kw["gamma2"], x.dtype, x.device).expand(b)
+            shear = (g1, g2) if shear is None else (shear[0] + g1, shear[1] + g2)
+            continue
         strength = kw.get(_STRENGTH.get(name, ""))
         rows = None
         if strength is not None and not bool((strength != 0).all()):
@@ -192,9 +218,11 @@ def ray_shoot_sparse(
             n_rows = rows.numel()
             ax.index_add_(0, rows, dax.expand(n_rows, *x.shape[1:]))
             ay.index_add_(0, rows, day.expand(n_rows, *x.shape[1:]))
-    if ax is None:
-        return x.expand(shape).clone(), y.expand(shape).clone()
-    return torch.sub(x, ax, out=ax), torch.sub(y, ay, out=ay)
+    return ax, ay, shear
+
+
+def _centred(kw: Mapping[str, Tensor], keys: Sequence[str]) -> bool:
+    return all(k not in kw or not bool((torch.as_tensor(kw[k]) != 0).any()) for k in keys)
 
 
 def _add_shear(ax: Tensor, ay: Tensor, x: Tensor, y: Tensor, kw: Mapping[str, Tensor]) -> None:
@@ -210,28 +238,64 @@ def _add_shear(ax: Tensor, ay: Tensor, x: Tensor, y: Tensor, kw: Mapping[str, Te
     ay.addcmul_(dx, g2).addcmul_(dy, -g1)
 
 
+def _grid_affine(sources: SourceGrids) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample affine map beta (arcsec) -> grid units g = A beta + c: A (B, 2, 2), c (B, 2), float64."""
+    th = np.deg2rad(np.asarray(sources.rotation_deg, dtype=float))
+    sign = np.where(sources.flip, -1.0, 1.0)
+    half = np.asarray(sources.half_size_arcsec, dtype=float)
+    cos, sin = np.cos(th) / half, np.sin(th) / half
+    a = np.stack([np.stack([sign * cos, sign * sin], -1), np.stack([-sin, cos], -1)], -2)
+    centre = np.stack([np.asarray(sources.center_x, float), np.asarray(sources.center_y, float)], -1)
+    return a, -np.einsum("bij,bj->bi", a, centre)
+
+
 def sample_sources(
     bx: Tensor, by: Tensor, sources: SourceGrids, src_f: Tensor, src_fv: Tensor
 ) -> Tensor:
     """Bilinear samples (B, 2, H, W) of (f, f v) at source-plane positions (B, H, W); 0 outside the grids."""
     dtype, device = bx.dtype, bx.device
-    b = bx.shape[0]
-    # grid units g = A (beta - c) / half: one affine map per sample, written straight into the grid tensor
-    th = np.deg2rad(np.asarray(sources.rotation_deg, dtype=float))
-    sign = np.where(sources.flip, -1.0, 1.0)
-    half = np.asarray(sources.half_size_arcsec, dtype=float)
-    cx, cy = np.asarray(sources.center_x, dtype=float), np.asarray(sources.center_y, dtype=float)
-    a_xx, a_xy = sign * np.cos(th) / half, sign * np.sin(th) / half
-    a_yx, a_yy = -np.sin(th) / half, np.cos(th) / half
-    coef = torch.as_tensor(
-        np.stack([a_xx, a_xy, -(a_xx * cx + a_xy * cy), a_yx, a_yy, -(a_yx * cx + a_yy * cy)], -1),
-        dtype=dtype,
-        device=device,
-    ).reshape(b, 6, 1, 1)
+    a, c = _grid_affine(sources)
+    coef = torch.as_tensor(np.concatenate([a, c[..., None]], -1), dtype=dtype, device=device)
     grid = torch.empty((*bx.shape, 2), dtype=dtype, device=device)
-    for j, out in enumerate((grid[..., 0], grid[..., 1])):
-        torch.mul(bx, coef[:, 3 * j], out=out)
-        out.addcmul_(by, coef[:, 3 * j + 1]).add_(coef[:, 3 * j + 2])
+    for j in range(2):  # g_j = A_j0 bx + A_j1 by + c_j, written straight into the grid tensor
+        out = grid[..., j]
+        torch.mul(bx, coef[:, j, 0, None, None], out=out)
+        out.addcmul_(by, coef[:, j, 1, None, None]).add_(coef[:, j, 2, None, None])
+    src = torch.stack((src_f, src_fv), dim=1)
+    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def sample_sources_lensed(
+    coords: Tensor,
+    ax: Tensor | None,
+    ay: Tensor | None,
+    shear: tuple[Tensor, Tensor] | None,
+    sources: SourceGrids,
+    src_f: Tensor,
+    src_fv: Tensor,
+) -> Tensor:
+    """``sample_sources`` at beta = theta - Gamma theta - alpha, for the square grid theta = (coords[j],
+    coords[i]) of pixel (i, j), a shear Gamma = [[g1, g2], [g2, -g1]] about (0, 0) and the other
+    deflections (ax, ay) (B, H, W): g = A (I - Gamma) theta + c - A alpha, three passes per grid axis.
+    """
+    dtype, device = coords.dtype, coords.device
+    a, c = _grid_affine(sources)
+    b = a.shape[0]
+    m = a
+    if shear is not None:
+        g1, g2 = (t.detach().to(torch.float64).cpu().numpy() for t in shear)
+        one_minus_gamma = np.stack([np.stack([1 - g1, -g2], -1), np.stack([-g2, 1 + g1], -1)], -2)
+        m = np.einsum("bij,bjk->bik", a, one_minus_gamma)
+    coef = torch.as_tensor(np.concatenate([m, c[..., None], -a], -1), dtype=dtype, device=device)
+    n = coords.shape[0]
+    grid = torch.empty((b, n, n, 2), dtype=dtype, device=device)
+    row, col = coords.reshape(1, 1, n), coords.reshape(1, n, 1)
+    for j in range(2):
+        k = coef[:, j, :, None, None]  # (B, 5, 1, 1): M_j0, M_j1, c_j, -A_j0, -A_j1
+        out = grid[..., j]
+        torch.add(row * k[:, 0], torch.addcmul(k[:, 2], col, k[:, 1]), out=out)  # (B,1,n) + (B,n,1)
+        if ax is not None:
+            out.addcmul_(ax, k[:, 3]).addcmul_(ay, k[:, 4])
     src = torch.stack((src_f, src_fv), dim=1)
     return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -327,12 +391,16 @@ def render_torch(
     )
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     with torch.inference_mode():
-        bx, by = ray_shoot_sparse(
-            xx[None], yy[None], list(lens_model_list), lens_kwargs_torch(kwargs_lens, dt, device)
+        ax, ay, shear = deflection_sparse(
+            xx[None],
+            yy[None],
+            list(lens_model_list),
+            lens_kwargs_torch(kwargs_lens, dt, device),
+            shear_apart=True,
         )
         src_f = _t(sources.flux, dt, device)
         src_fv = src_f * _t(sources.velocity_kms, dt, device)
-        sub = sample_sources(bx, by, sources, src_f, src_fv)
+        sub = sample_sources_lensed(coords, ax, ay, shear, sources, src_f, src_fv)
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
     return {
         "flux": f.to(torch.float32).cpu().numpy(),
