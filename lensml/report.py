@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 STUDIES = (
     "signal",
+    "control",
     "headline",
     "sensitivity",
     "instrument_shift",
@@ -177,6 +178,7 @@ def build_report(summary_dir: Path, out_dir: Path, name: str) -> Path:
     _examples(r)
     _headline(r)
     _sensitivity(r)
+    _control(r)
     _robustness(r)
     _ablations(r)
     _domain(r)
@@ -509,6 +511,18 @@ def _robustness(r: Report) -> None:
         r.add(degradation_table(s["conditions"], ref, ["baseline", "dual_stream"]) + "\n")
         conds = s["conditions"]
         r.fig(f"{key}.png", plots.metric_vs_condition(conds, list(conds)), title)
+
+
+def _control(r: Report) -> None:
+    s = r.s.get("control")
+    if not s:
+        return
+    r.add("## Control — known macro model (detectability limit of the architecture)\n")
+    r.add(f"Command: `{s['command']}`. {s['description']}\n")
+    r.add(f"Scale: {scale_line(s)}.\n")
+    r.add(comparison_table(s["conditions"], "baseline", "dual_stream"))
+    conds = s["conditions"]
+    r.fig("control.png", plots.metric_vs_condition(conds, list(conds)), "control study")
 
 
 def _ablations(r: Report) -> None:
