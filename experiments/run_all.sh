@@ -37,4 +37,7 @@ $S study=domain_shift stage=data
 two domain_shift train
 two domain_shift evaluate
 $S study=domain_shift stage=summarise
+# control: the same CNNs with the macro lens and source fixed, and its ablations
+$S study=control
+$S study=control_ablations
 $PY -m lensml.report name=$NAME

@@ -179,3 +179,14 @@ def test_evaluate_cli_scores_checkpoints_under_a_condition(root: Path, tmp_path:
     assert np.all((mass >= 10**9.5) & (mass < 10**10.5))
     assert np.array_equal(z["baseline_s0__label"], z["dual_stream_s0__label"])
     assert (out / "roc.png").stat().st_size > 1000
+
+
+def test_control_and_its_ablations(tmp_path: Path) -> None:
+    s = _run("control", tmp_path)
+    assert set(s["conditions"]) == {"m1e8", "m1e9", "m1e10"}
+    a = _run("control_ablations", tmp_path)
+    c = a["conditions"]["m1e10"]
+    assert set(c["variants"]) == {"baseline", "dual_stream", "dual_shuffled", "velocity_only"}
+    # the control's own evaluations are re-used (same condition name and overrides), not re-rendered
+    ours, theirs = c["variants"]["baseline"]["auc"], s["conditions"]["m1e10"]["variants"]["baseline"]["auc"]
+    assert ours["seed_values"] == theirs["seed_values"]
