@@ -341,6 +341,9 @@ def _scale_section(r: Report) -> None:
             )
     machine = next((s.get("machine") for s in r.s.values() if s.get("machine")), "")
     lines.append(f"- machine: {machine}")
+    missing = [k for k in STUDIES if k not in r.s and k != "sensitivity"]
+    if missing:
+        lines.append(f"- **not in this report** (no summary committed): {', '.join(missing)}")
     r.add("\n".join(lines))
     runs = {}
     for k in ("headline", "ablations", "domain_shift"):
