@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from lensml.cli import clean_errors
 from lensml.config_checks import _int
 from lensml.data.cache import cache_config, generate_cache, physics_config
 
@@ -44,6 +45,7 @@ def make_dataset(cfg: DictConfig, progress_bar: bool = True) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="make_dataset")
+@clean_errors
 def main(cfg: DictConfig) -> None:
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from lensml.atomic_io import save_figure
+from lensml.cli import clean_errors
 from lensml.sim.instrument import add_noise
 from lensml.sim.simulator import LensSimulator, build_simulator
 
@@ -123,6 +124,7 @@ def write_preview(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="preview")
+@clean_errors
 def main(cfg: DictConfig) -> None:
     if cfg.get("num_threads"):
         import torch

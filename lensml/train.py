@@ -25,9 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from lensml import __version__
 from lensml.atomic_io import save_npz, write_json, write_text
+from lensml.cli import clean_errors
 from lensml.config_checks import check_train_config
 from lensml.data.cache import physics_config
 from lensml.logging_setup import configure_wandb_env, is_wandb, log_wandb_panels, wandb_run_dir
+from lensml.sim.simulator import build_simulator
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     t0 = time.time()
     check_train_config(cfg)
+    build_simulator(physics_config(cfg))  # physics keys checked now, not later inside a DataLoader worker
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -170,6 +173,7 @@ def main_threads(cfg: DictConfig) -> int:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@clean_errors
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the val AUC (objective for sweepers)."""
     torch.set_num_threads(main_threads(cfg))

@@ -1,0 +1,33 @@
+"""Shared behaviour of the ``python -m lensml.<name>`` entry points."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from lensml.errors import LensmlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("lensml")
+
+
+def clean_errors(fn: F) -> F:
+    """Turn a ``LensmlError`` (bad config value, bad file) into one clear line on stderr and exit code 2.
+
+    Put it *under* ``@hydra.main`` so Hydra's own traceback printing never sees the expected errors;
+    unexpected exceptions still show their full traceback.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LensmlError as exc:
+            log.debug("lensml error", exc_info=True)
+            print(f"\nlensml: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,34 @@
+"""Impossible config values stop the real CLIs at start with one clear line naming the key (no traceback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lensml.paths import PROJECT_ROOT
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("subhalo.mass_bin=-1e8", "subhalo.mass_bin"),
+        ("lens.theta_E=0", "lens.theta_E"),
+        ("lens.z_source=0.3", "lens.z_source"),
+    ],
+)
+def test_train_refuses_impossible_physics_before_training(tmp_path: Path, override: str, key: str) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "lensml.train", override, "logger=csv", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert f"lensml: error: {key}" in res.stderr or key in res.stderr.splitlines()[-1]
+    assert "Traceback" not in res.stderr
+    assert "Epoch 0" not in res.stderr + res.stdout  # refused before any training step
+    assert not (tmp_path / "run" / "metrics.json").exists()
