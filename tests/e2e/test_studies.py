@@ -190,3 +190,11 @@ def test_control_and_its_ablations(tmp_path: Path) -> None:
     # the control's own evaluations are re-used (same condition name and overrides), not re-rendered
     ours, theirs = c["variants"]["baseline"]["auc"], s["conditions"]["m1e10"]["variants"]["baseline"]["auc"]
     assert ours["seed_values"] == theirs["seed_values"]
+
+
+def test_mask_leak(tmp_path: Path) -> None:
+    s = _run("mask_leak", tmp_path)["mask_leak"]
+    assert set(s) == {"m1e8", "m1e9", "m1e10"}
+    # fixed lens and source: every negative has the same (noiseless) mask
+    assert all(e["negatives_sharing_the_mask"] == 1.0 for e in s.values())
+    assert s["m1e10"]["auc"]["value"] >= s["m1e8"]["auc"]["value"]
