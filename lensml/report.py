@@ -720,8 +720,8 @@ def _near_real(r: Report) -> None:
         "Figure: the lensed MaNGA galaxy (one noise realisation) with the subhalo (cyan +) of the heaviest "
         f"mass on and off the arc, and occlusion maps: a {occ['patch_pix']}x{occ['patch_pix']}-pixel patch "
         f"(stride {occ['stride_pix']}) set to 0 in the normalised input (all channels); colour = P(subhalo) "
-        "without the patch minus with it (positive: the patch supported 'subhalo'), averaged over noise "
-        "realisations and seeds.\n"
+        "without the patch minus with it (positive: the patch supported 'subhalo'), averaged over "
+        f"{occ.get('n_noise_occlusion', occ['n_noise'])} noise realisations and the seeds.\n"
     )
 
 

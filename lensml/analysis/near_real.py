@@ -172,6 +172,7 @@ def run_near_real(
     sources = prepare_sources(sources_dir)
     n_noise = int(spec.get("n_noise_tiny" if scale == "tiny" else "n_noise", 16))
     patch, stride = int(spec.get("patch", 8)), int(spec.get("stride", 4))
+    n_occ = min(n_noise, int(spec.get("occlusion_n_noise", n_noise)))  # realisations used for occlusion maps
     result: dict[str, Any] = {"spec": {k: v for k, v in spec.items()}, "galaxies": {}}
     for src_path in sources:
         plateifu = src_path.stem.removeprefix("source_tensor_")
@@ -214,7 +215,9 @@ def run_near_real(
                         if x.shape[1] == 2:
                             sets.update(flux=[0], velocity=[1])
                         for tag, chans in sets.items():
-                            occ.setdefault(f"{c}__{tag}", []).append(occlusion(net, x, patch, stride, chans))
+                            occ.setdefault(f"{c}__{tag}", []).append(
+                                occlusion(net, x[:n_occ], patch, stride, chans)
+                            )
             gal["variants"][variant] = {
                 c: {
                     "mean": float(np.mean(probs[c])),
@@ -230,6 +233,11 @@ def run_near_real(
         )
         gal["arrays"] = f"near_real_{plateifu}.npz"
         result["galaxies"][plateifu] = gal
-    result["occlusion"] = {"patch_pix": patch, "stride_pix": stride, "n_noise": n_noise}
+    result["occlusion"] = {
+        "patch_pix": patch,
+        "stride_pix": stride,
+        "n_noise": n_noise,
+        "n_noise_occlusion": n_occ,
+    }
     result["cases"] = case_names(masses(spec))
     return result
