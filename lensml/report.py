@@ -35,6 +35,8 @@ STUDIES = (
     "domain_shift",
     "near_real",
 )
+#: studies with their own training runs (scale and training curves are listed for these)
+TRAINED_STUDIES = ("headline", "ablations", "domain_shift", "control", "control_ablations")
 
 
 def fmt_ci(m: Mapping[str, Any] | None, signed: bool = False) -> str:
@@ -346,7 +348,7 @@ def _scale_section(r: Report) -> None:
         if (
             s.get("runs")
             and any(v.get("variant") for v in s["runs"].values())
-            and name in ("headline", "ablations", "domain_shift")
+            and name in TRAINED_STUDIES
         ):
             lines.append(
                 f"- **{name}**: {scale_line(s)}. Common overrides: `{' '.join(s.get('common', []))}`."
@@ -358,9 +360,9 @@ def _scale_section(r: Report) -> None:
         lines.append(f"- **not in this report** (no summary committed): {', '.join(missing)}")
     r.add("\n".join(lines))
     runs = {}
-    for k in ("headline", "ablations", "domain_shift"):
+    for k in TRAINED_STUDIES:
         for n, v in (r.s.get(k, {}).get("runs") or {}).items():
-            if k == "ablations" and v.get("variant") in ("baseline", "dual_stream"):
+            if k.endswith("ablations") and v.get("variant") in ("baseline", "dual_stream"):
                 continue  # the headline's runs, re-used
             label = v.get("variant") if k == "headline" else f"{k}: {v.get('variant')}"
             runs[f"{k}/{n}"] = {**v, "variant": label}
