@@ -759,8 +759,9 @@ def _limitations(r: Report) -> None:
         e = ml["mask_leak"]
         worst = max(e, key=lambda k: e[k]["auc"]["value"])
         lines.append(
-            "- **Mask leak in the simulated velocity channel**: the velocity map is 0 outside a mask computed "
-            "on the noiseless flux, i.e. it carries a noiseless isophote of the lensed image. With the lens and "
+            "- **Mask leak in the simulated velocity channel**: the velocity map is 0 outside a mask "
+            "computed on the noiseless flux, i.e. it carries a noiseless isophote of the lensed image. With "
+            "the lens and "
             f"source fixed, the mask alone reaches AUC {fmt_ci(e[worst]['auc'])} (`{worst}`). Velocity gains "
             "measured with this simulator must be checked against it; computing the mask from the noisy flux "
             "(or filling masked pixels with noise) would remove it."
