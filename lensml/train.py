@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lensml import __version__
+from lensml.analysis.bootstrap import bootstrap_metric
 from lensml.atomic_io import save_npz, write_json, write_text
 from lensml.cli import clean_errors
 from lensml.config_checks import check_train_config
@@ -124,6 +126,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "package_version": __version__,
         "wall_time_s": round(time.time() - t0, 1),
     }
+    if module.test_predictions is not None and metrics.get("test"):
+        metrics["test"].update(test_intervals(module.test_predictions, int(cfg.seed)))
     if trainer.is_global_zero:
         if is_wandb(logger):
             log_wandb_panels(logger, "test", metrics["test"], module.examples)
@@ -137,6 +141,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def test_intervals(preds: dict[str, np.ndarray], seed: int, n_boot: int = 1000) -> dict[str, Any]:
+    """95 % stratified-bootstrap intervals of the test ROC AUC and recall at FPR 5 % (over test samples)."""
+    probs, labels = np.asarray(preds["probs"], dtype=float), np.asarray(preds["labels"]).astype(int)
+    if labels.min() == labels.max():
+        return {}
+    rng = np.random.default_rng([seed, 2])
+    return {
+        f"{name}_ci95": bootstrap_metric(probs, labels, metric, n_boot=n_boot, rng=rng)["ci"]
+        for name, metric in (("auc", "auc"), ("recall_at_fpr5", "recall_at_fpr5"))
+    }
+
+
 def summary(metrics: dict[str, Any]) -> str:
     """The end-of-run block: val and test ROC AUC, recall at FPR 5 %, test AUC per mass bin."""
 
@@ -145,10 +161,15 @@ def summary(metrics: dict[str, Any]) -> str:
 
     head = f"model={metrics['model']} channels={metrics['channels']} seed={metrics['seed']}"
     lines = [f"==== lensml.train: {head} ===="]
+    def ci(m: dict[str, Any], key: str) -> str:
+        lo_hi = m.get(f"{key}_ci95")
+        return f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
+
     for split in ("val", "test"):
         m = metrics.get(split) or {}
         lines.append(
-            f"{split:5s} ROC AUC = {f(m.get('auc'))}   recall@FPR5% = {f(m.get('recall_at_fpr5'))}   "
+            f"{split:5s} ROC AUC = {f(m.get('auc'))}{ci(m, 'auc')}   "
+            f"recall@FPR5% = {f(m.get('recall_at_fpr5'))}{ci(m, 'recall_at_fpr5')}   "
             f"recall@FPR1% = {f(m.get('recall_at_fpr1'))}   accuracy = {f(m.get('accuracy'))}   "
             f"(n={m.get('n')})"
         )
@@ -156,6 +177,8 @@ def summary(metrics: dict[str, Any]) -> str:
     cells = [f"{k}: {f(v['auc'])} (n_pos={v['n_pos']})" for k, v in bins.items() if v["n_pos"]]
     if cells:
         lines.append("test AUC per mass bin: " + ", ".join(cells))
+    if (metrics.get("test") or {}).get("auc_ci95"):
+        lines.append("[brackets: 95 % bootstrap intervals over test samples; other seeds: seed=1,2,...]")
     lines.append(f"run dir: {metrics['run_dir']}  (metrics.json, test_predictions.npz, checkpoints/)")
     if metrics.get("wandb_dir"):
         lines.append(f"W&B run: {metrics['wandb_dir']}  (upload later: wandb sync {metrics['wandb_dir']})")
