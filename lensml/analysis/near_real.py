@@ -173,6 +173,7 @@ def run_near_real(
     n_noise = int(spec.get("n_noise_tiny" if scale == "tiny" else "n_noise", 16))
     patch, stride = int(spec.get("patch", 8)), int(spec.get("stride", 4))
     n_occ = min(n_noise, int(spec.get("occlusion_n_noise", n_noise)))  # realisations used for occlusion maps
+    occ_masses = [float(m) for m in spec["occlusion_masses"]] if spec.get("occlusion_masses") else None
     result: dict[str, Any] = {"spec": {k: v for k, v in spec.items()}, "galaxies": {}}
     for src_path in sources:
         plateifu = src_path.stem.removeprefix("source_tensor_")
@@ -210,7 +211,9 @@ def run_near_real(
                     )
                     with torch.no_grad():
                         probs[c].append(torch.softmax(net(torch.from_numpy(x)), 1)[:, 1].numpy())
-                    if c != "none":
+                    if c != "none" and (
+                        occ_masses is None or any(c.endswith(f"_{m:.0e}") for m in occ_masses)
+                    ):
                         sets = {"all": list(range(x.shape[1]))}
                         if x.shape[1] == 2:
                             sets.update(flux=[0], velocity=[1])
