@@ -649,8 +649,9 @@ def _ablations(
             else:
                 why = (
                     "NOT within the interval of the baseline: the shuffled model is worse. The mismatched "
-                    "velocity map acts as structured noise the network has to learn to ignore, which costs "
-                    "training at this short schedule."
+                    "velocity map is not neutral: it carries its own sample's subhalo imprint and mask (see "
+                    "*Mask leak*), i.e. evidence about another sample's label, which the network "
+                    "must learn to ignore — a cost at this short training schedule."
                 )
             checks.append(f"`{cname}`: shuffled − baseline ΔAUC {fmt_ci(comp['auc'], True)} → {why}")
     if checks:
