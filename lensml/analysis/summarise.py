@@ -140,7 +140,8 @@ def summarise(
 
 
 def compact_predictions(preds: Preds) -> dict[str, np.ndarray]:
-    """Small archive of the predictions: ``<cond>__<run>__probs`` (float16) and per condition the labels,
+    """Archive of the predictions: ``<cond>__<run>__probs`` (float32: barely trained networks differ by
+    less than float16 resolution) and per condition the labels,
     masses and arc distances (``<cond>__label`` ...)."""
     out: dict[str, np.ndarray] = {}
     for cname, per_run in preds.items():
@@ -149,7 +150,7 @@ def compact_predictions(preds: Preds) -> dict[str, np.ndarray]:
         out[f"{cname}__mass_msun"] = first["mass_msun"].astype(np.float32)
         out[f"{cname}__arc_distance_arcsec"] = first["arc_distance_arcsec"].astype(np.float32)
         for name, p in per_run.items():
-            out[f"{cname}__{name}__probs"] = p["probs"].astype(np.float16)
+            out[f"{cname}__{name}__probs"] = p["probs"].astype(np.float32)
     return out
 
 
