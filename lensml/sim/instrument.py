@@ -10,7 +10,11 @@ Conventions:
 - Velocity noise is Gaussian, in km/s: ``sigma_v = sigma_v_kms * sqrt(peak / flux)`` capped at
   ``sigma_v_max_kms``, i.e. line-fit errors grow as 1/sqrt(flux) towards faint pixels. It is added inside the
   validity mask only; outside the mask the velocity is 0.
-- The mask is computed on the noiseless observed flux: ``flux > mask_frac_of_peak * peak``.
+- The validity mask is where the flux exceeds ``mask_frac_of_peak`` times the image's peak. With
+  ``mask_from="observed"`` (default; an IFU pipeline masks spaxels by their measured line flux) it is
+  computed on the noisy observed flux and its maximum; with ``mask_from="noiseless"`` on the noiseless
+  flux. The noiseless mask is an idealisation that leaks: the velocity channel is 0 outside the mask, so
+  it would carry a noise-free isophote of the lensed image (docs/science.md, the mask-leak study).
 """
 
 from __future__ import annotations
@@ -63,6 +67,20 @@ class Noise:
     sigma_v_kms: float = 10.0
     sigma_v_max_kms: float = 100.0
     mask_frac_of_peak: float = 0.05
+    mask_from: str = "observed"
+
+
+MASK_FROM = ("observed", "noiseless")
+
+
+def observed_mask(flux: np.ndarray, mask_frac_of_peak: float) -> np.ndarray:
+    """Validity mask (B, N, N) of a batch of flux maps: ``flux > mask_frac_of_peak * max(flux)`` per image.
+
+    Computed on the float32 maps, so the mask returned by the simulator is the one applied to the velocity.
+    """
+    f = np.asarray(flux, dtype=np.float32)
+    peak = f.reshape(f.shape[0], -1).max(axis=1)
+    return f > np.float32(mask_frac_of_peak) * peak[:, None, None]
 
 
 def gaussian_psf_kernel(
@@ -125,6 +143,8 @@ def add_noise(
     """Noisy (flux, velocity) of a batch (B, N, N) of noiseless maps; sample b uses ``rngs[b]`` only.
 
     The draws of one sample are, in order: Poisson counts, background (N x N each), velocity noise (N x N).
+    ``mask`` is the noiseless mask; with ``noise.mask_from="observed"`` the velocity is zeroed outside
+    ``observed_mask(noisy flux)`` instead (call ``observed_mask`` on the returned flux to get that mask).
     """
     out_f = np.empty_like(flux, dtype=np.float32)
     out_v = np.empty_like(velocity_kms, dtype=np.float32)
@@ -146,5 +166,8 @@ def add_noise(
             sigma_v = np.minimum(noise.sigma_v_kms * np.sqrt(ratio), noise.sigma_v_max_kms)
             v = v + rng.normal(0.0, 1.0, size=f.shape) * sigma_v
         out_f[b] = f_noisy
-        out_v[b] = np.where(mask[b], v, 0.0)
+        m = mask[b]
+        if noise.mask_from == "observed":
+            m = observed_mask(out_f[b : b + 1], noise.mask_frac_of_peak)[0]
+        out_v[b] = np.where(m, v, 0.0)
     return out_f, out_v

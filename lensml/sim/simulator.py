@@ -17,7 +17,8 @@ key                dtype, shape   meaning
 =================  =============  ==========================================================================
 ``flux``           float32 B,N,N  observed surface brightness, arbitrary units, noise included (unnormalised)
 ``velocity``       float32 B,N,N  observed line-of-sight velocity in km/s relative to systemic; 0 outside mask
-``mask``           bool    B,N,N  validity mask (observed noiseless flux > cfg.noise.mask_frac_of_peak * peak)
+``mask``           bool    B,N,N  validity mask: flux > cfg.noise.mask_frac_of_peak * peak, on the noisy
+                                  observed flux (``noise.mask_from=observed``, default) or the noiseless flux
 ``label``          int64   B      1 = subhalo present, 0 = none (drawn with P = cfg.subhalo.p_present)
 ``mass_msun``      float64 B      subhalo mass in M_sun (definition in ``lensml.sim.subhalo``); 0.0 if none
 ``sub_x_arcsec``   float64 B      subhalo position in the image plane (arcsec); NaN if none
@@ -258,6 +259,15 @@ def _instrument(c: Mapping[str, Any]):  # noqa: ANN202
     return Instrument(n_pix, scale, sup, kernel, vgrid)
 
 
+def _mask_from(c: Mapping[str, Any]) -> str:
+    from lensml.sim.instrument import MASK_FROM
+
+    value = c.get("mask_from", "observed")
+    if value not in MASK_FROM:
+        raise ConfigError(f"noise.mask_from={value!r} is unknown; use one of {list(MASK_FROM)}.")
+    return str(value)
+
+
 def _noise(c: Mapping[str, Any]):  # noqa: ANN202
     from lensml.sim.instrument import Noise
 
@@ -267,6 +277,7 @@ def _noise(c: Mapping[str, Any]):  # noqa: ANN202
         sigma_v_kms=_number(c, "sigma_v_kms", "noise", 0.0),
         sigma_v_max_kms=_number(c, "sigma_v_max_kms", "noise", 0.0),
         mask_frac_of_peak=_number(c, "mask_frac_of_peak", "noise", 0.0, 1.0),
+        mask_from=_mask_from(c),
     )
 
 
@@ -461,7 +472,7 @@ class LensSimulator(Simulator):
 
     def sample_batch(self, seed: int, split: str, indices: Sequence[int]) -> dict[str, np.ndarray]:
         """Render samples ``indices`` of ``split`` (see the module docstring for the returned dict)."""
-        from lensml.sim.instrument import add_noise
+        from lensml.sim.instrument import add_noise, observed_mask
 
         indices = [int(i) for i in indices]
         if not indices:
@@ -473,10 +484,14 @@ class LensSimulator(Simulator):
             clean["flux"], clean["velocity"], clean["mask"], self.noise, [rng for _, rng in drawn]
         )
         present = np.array([d.present for d in draws])
+        if self.noise.mask_from == "observed":
+            mask = observed_mask(flux, self.noise.mask_frac_of_peak)
+        else:
+            mask = clean["mask"]
         return {
             "flux": flux,
             "velocity": velocity,
-            "mask": clean["mask"],
+            "mask": mask,
             "label": present.astype(np.int64),
             "mass_msun": np.where(present, [d.mass_msun for d in draws], 0.0).astype(np.float64),
             "sub_x_arcsec": np.where(present, [d.sub_x for d in draws], np.nan).astype(np.float64),

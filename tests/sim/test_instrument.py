@@ -62,7 +62,8 @@ def test_velocity_noise_grows_as_one_over_sqrt_flux_and_stays_in_mask():
         flux,
         np.full_like(flux, 30.0),
         mask,
-        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=100),
+        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=100,
+              mask_from="noiseless"),
         [np.random.default_rng(1)],
     )
     bright, faint = v[0, :50, 5:], v[0, 50:, 5:]
@@ -74,7 +75,8 @@ def test_velocity_noise_grows_as_one_over_sqrt_flux_and_stays_in_mask():
         flux,
         np.zeros_like(flux),
         mask,
-        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=6.0),
+        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=6.0,
+              mask_from="noiseless"),
         [np.random.default_rng(1)],
     )
     assert vc[0, 50:, 5:].std() == pytest.approx(6.0, rel=0.05)
@@ -88,3 +90,28 @@ def test_noise_of_a_sample_depends_only_on_its_generator():
     b = add_noise(flux[1:2], flux[1:2] * 10, mask[1:2], noise, [np.random.default_rng(1)])
     np.testing.assert_array_equal(a[0][1:2], b[0])
     np.testing.assert_array_equal(a[1][1:2], b[1])
+
+
+def test_observed_mask_follows_the_noisy_flux_not_the_noiseless_isophote():
+    """The velocity support must not carry a noise-free outline of the image (the mask leak)."""
+    from lensml.sim.instrument import observed_mask
+
+    yy, xx = np.mgrid[-1:1:64j, -1:1:64j]
+    flux = np.exp(-((np.hypot(xx, yy) - 0.5) ** 2) / 0.02)[None]  # a ring
+    clean_mask = flux > 0.05 * flux.max()
+    vel = np.full_like(flux, 50.0)
+    out = {}
+    for mode in ("observed", "noiseless"):
+        noise = Noise(peak_snr=20.0, background_sigma_frac=0.03, sigma_v_kms=5.0, mask_from=mode)
+        out[mode] = [add_noise(flux, vel, clean_mask, noise, [np.random.default_rng(s)]) for s in (0, 1)]
+    # noiseless: the zero pattern of the velocity is the noiseless isophote, whatever the noise draw
+    for _f, v in out["noiseless"]:
+        np.testing.assert_array_equal(v[0] != 0, clean_mask[0])
+    # observed: the zero pattern is exactly the mask of the noisy flux, and it changes with the noise draw
+    supports = []
+    for f, v in out["observed"]:
+        m = observed_mask(f, 0.05)
+        np.testing.assert_array_equal(v[0] != 0, m[0])
+        supports.append(m[0])
+    assert not np.array_equal(supports[0], supports[1])
+    assert not np.array_equal(supports[0], clean_mask[0])

@@ -181,6 +181,7 @@ def test_split_overrides_shift_the_prior():
         ("instrument.velocity_grid=30", "instrument.velocity_grid"),
         ("noise.peak_snr=-5", "noise.peak_snr"),
         ("noise.mask_frac_of_peak=1.5", "noise.mask_frac_of_peak"),
+        ("noise.mask_from=sometimes", "noise.mask_from"),
         ("source.scale_radius_arcsec={dist: uniform, low: 0, high: 0.2}", "source.scale_radius_arcsec"),
         ("source.inclination_deg.dist=gamma", "source.inclination_deg.dist"),
         ("sim.backend=jax", "sim.backend"),
@@ -218,3 +219,17 @@ def test_every_preset_builds_and_renders(preset):
     n = sim.n_pix
     assert out["flux"].shape == (2, n, n) and np.isfinite(out["flux"]).all()
     assert np.isfinite(out["velocity"]).all() and out["mask"].any()
+
+
+@pytest.mark.parametrize("mode", ["observed", "noiseless"])
+def test_returned_mask_is_the_velocity_support(mode):
+    from lensml.sim.instrument import observed_mask
+
+    sim = build_simulator(physics_cfg(f"noise.mask_from={mode}"))
+    b = sim.sample_batch(0, "train", range(6))
+    np.testing.assert_array_equal(b["velocity"] != 0, b["mask"])  # velocity noise is continuous: no exact 0
+    if mode == "observed":
+        np.testing.assert_array_equal(b["mask"], observed_mask(b["flux"], sim.noise.mask_frac_of_peak))
+    else:
+        clean = sim.render_noiseless([sim.draw(0, "train", i)[0] for i in range(6)], "train")
+        np.testing.assert_array_equal(b["mask"], clean["mask"])
