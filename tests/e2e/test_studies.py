@@ -198,3 +198,13 @@ def test_mask_leak(tmp_path: Path) -> None:
     # fixed lens and source: every negative has the same (noiseless) mask
     assert all(e["negatives_sharing_the_mask"] == 1.0 for e in s.values())
     assert s["m1e10"]["auc"]["value"] >= s["m1e8"]["auc"]["value"]
+
+
+def test_control_with_the_observed_mask(tmp_path: Path) -> None:
+    s = _run("control_observed_mask", tmp_path)
+    assert "noise.mask_from=observed" in s["common"]
+    c = s["conditions"]["m1e10"]
+    assert set(c["variants"]) == {"baseline", "dual_stream", "dual_shuffled"}
+    pairs = {(x["a"], x["b"]) for x in c["comparisons"]}
+    assert pairs >= {("baseline", "dual_stream"), ("baseline", "dual_shuffled")}
+    assert s["runs"]["dual_shuffled_s0"]["channels"] == "flux_shuffled_velocity"
