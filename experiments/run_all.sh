@@ -40,4 +40,7 @@ $S study=domain_shift stage=summarise
 # control: the same CNNs with the macro lens and source fixed, and its ablations
 $S study=control
 $S study=control_ablations
+$S study=mask_leak
+# the control with the validity mask computed on the noisy flux (noise.mask_from=observed)
+$S study=control_observed_mask
 $PY -m lensml.report name=$NAME
