@@ -9,10 +9,30 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from lensml.paths import CONF_DIR
+from lensml.paths import CONF_DIR, shared_manga_dir
 
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+REAL_MAPS_NAME = "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
+#: set to 1 (as .ci/run does) to make a missing shared MaNGA file a failure instead of a skip
+REQUIRE_SHARED_ENV = "LENSML_REQUIRE_SHARED"
+
+
+@pytest.fixture(scope="session")
+def real_maps_path() -> Path:
+    """The real MaNGA MAPS file in ``../shared/data/manga`` (or ``$LENSML_SHARED/data/manga``).
+
+    Absent: the test is skipped with the reason, or fails when ``LENSML_REQUIRE_SHARED=1`` (CI).
+    """
+    path = shared_manga_dir() / REAL_MAPS_NAME
+    if not path.is_file():
+        msg = f"real MaNGA file {path} absent (set LENSML_SHARED to the folder holding data/manga/)"
+        if os.environ.get(REQUIRE_SHARED_ENV) == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
 
 
 @pytest.fixture

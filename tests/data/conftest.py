@@ -9,17 +9,6 @@ import pytest
 from synthetic_maps import write_synthetic_maps
 
 from lensml.data.maps_reader import MapsData, read_maps
-from lensml.paths import shared_manga_dir
-
-REAL_MAPS_NAME = "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
-
-
-@pytest.fixture(scope="session")
-def real_maps_path() -> Path:
-    path = shared_manga_dir() / REAL_MAPS_NAME
-    if not path.is_file():
-        pytest.skip(f"real MaNGA file {path} absent (set LENSML_SHARED to the folder holding data/manga/)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -118,7 +118,7 @@ def test_ablations(root: Path) -> None:
     assert s["runs"]["dual_shuffled_s0"]["channels"] == "flux_shuffled_velocity"
 
 
-def test_domain_shift_tests_on_the_real_manga_galaxy(root: Path) -> None:
+def test_domain_shift_tests_on_the_real_manga_galaxy(root: Path, real_maps_path: Path) -> None:
     s = _run("domain_shift", root)
     assert set(s["conditions"]) == {"m1e11_incl20-50", "m1e11_incl60-85", "m1e11_manga"}
     ev = sorted((root / "domain_shift" / "runs" / "baseline_s0" / "eval").glob("m1e11_manga-*.npz"))
@@ -128,7 +128,7 @@ def test_domain_shift_tests_on_the_real_manga_galaxy(root: Path) -> None:
     assert set(np.load(ev[0])["source_id"].tolist()) == {"disk"}
 
 
-def test_near_real(root: Path) -> None:
+def test_near_real(root: Path, real_maps_path: Path) -> None:
     s = _run("near_real", root)
     g = s["near_real"]["galaxies"]["7815-3702"]
     for v in ("baseline", "dual_stream"):

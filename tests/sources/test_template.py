@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from lensml.errors import DataError
-from lensml.paths import CONF_DIR, shared_manga_dir
+from lensml.paths import CONF_DIR
 from lensml.sim.simulator import build_simulator
 from lensml.sources.template import load_templates, template_files
 
@@ -18,14 +18,12 @@ SMALL = ["instrument.n_pix=32", "instrument.pixel_scale_arcsec=0.1"]
 
 
 @pytest.fixture(scope="module")
-def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template_dir(tmp_path_factory: pytest.TempPathFactory, real_maps_path: Path) -> Path:
     """Source tensors made from the real MaNGA MAPS file by the data layer."""
     from lensml.data.source_tensor import prepare_source
 
-    maps = sorted(shared_manga_dir().glob("*MAPS*.fits*"))
-    assert maps, f"no MaNGA MAPS file in {shared_manga_dir()}"
     out = tmp_path_factory.mktemp("sources")
-    prepare_source(maps[0], out, preview=False)
+    prepare_source(real_maps_path, out, preview=False)
     return out
 
 
