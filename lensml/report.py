@@ -174,6 +174,13 @@ class Report:
     def add(self, text: str) -> None:
         self.md.append(text.rstrip() + "\n")
 
+    def section(self, title: str, summary: Mapping[str, Any], scale: bool = False) -> None:
+        """A study's heading, its one command and description (and its scale line if ``scale``)."""
+        self.add(f"## {title}\n")
+        self.add(f"Command: `{summary['command']}`. {summary['description']}\n")
+        if scale:
+            self.add(f"Scale: {scale_line(summary)}.\n")
+
 
 def _pixel_scale(s: Mapping[str, Any]) -> float:
     return float(s.get("pixel_scale_arcsec", 0.05))
@@ -531,8 +538,7 @@ def _headline(r: Report) -> None:
     h = r.s.get("headline")
     if not h:
         return
-    r.add("## Study 1 — headline: baseline vs dual-stream per mass bin\n")
-    r.add(f"Command: `{h['command']}`. {h['description']}\n")
+    r.section("Study 1 — headline: baseline vs dual-stream per mass bin", h)
     r.add(comparison_table(h["conditions"], "baseline", "dual_stream"))
     rows = [
         "\nPer-seed AUC (seed spread):\n",
@@ -614,8 +620,7 @@ def _robustness(r: Report) -> None:
         s = r.s.get(key)
         if not s:
             continue
-        r.add(f"## {title}\n")
-        r.add(f"Command: `{s['command']}`. {s['description']}\n")
+        r.section(title, s)
         r.add(comparison_table(s["conditions"], "baseline", "dual_stream"))
         ref = next(iter(s["conditions"]))
         r.add("\nAUC drop relative to the unshifted test set (which model degrades less? smaller drop):\n")
@@ -628,9 +633,7 @@ def _control(r: Report) -> None:
     s = r.s.get("control")
     if not s:
         return
-    r.add("## Control — known macro model (detectability limit of the architecture)\n")
-    r.add(f"Command: `{s['command']}`. {s['description']}\n")
-    r.add(f"Scale: {scale_line(s)}.\n")
+    r.section("Control — known macro model (detectability limit of the architecture)", s, scale=True)
     r.add(comparison_table(s["conditions"], "baseline", "dual_stream"))
     conds = s["conditions"]
     r.fig("control.png", plots.metric_vs_condition(conds, list(conds)), "control study")
@@ -640,9 +643,7 @@ def _control_observed(r: Report) -> None:
     s = r.s.get("control_observed_mask")
     if not s:
         return
-    r.add("## Control with the observed mask — is the control's velocity gain kinematic?\n")
-    r.add(f"Command: `{s['command']}`. {s['description']}\n")
-    r.add(f"Scale: {scale_line(s)}.\n")
+    r.section("Control with the observed mask — is the control's velocity gain kinematic?", s, scale=True)
     r.add(comparison_table(s["conditions"], "baseline", "dual_stream"))
     for a, b in (("baseline", "dual_shuffled"), ("dual_shuffled", "dual_stream")):
         r.add(f"\n{b} − {a}:\n")
@@ -656,8 +657,7 @@ def _mask_leak(r: Report) -> None:
     s = r.s.get("mask_leak")
     if not s:
         return
-    r.add("## Mask leak: what the velocity channel's zero region reveals\n")
-    r.add(f"Command: `{s['command']}`. {s['description']}\n")
+    r.section("Mask leak: what the velocity channel's zero region reveals", s)
     rows = [
         "| test condition | AUC of the mask statistic [95% CI] | negatives sharing one mask "
         "| positives with a changed mask |",
@@ -687,8 +687,7 @@ def _ablations(
     s = r.s.get(key)
     if not s:
         return
-    r.add(f"## {title}\n")
-    r.add(f"Command: `{s['command']}`. {s['description']}\n")
+    r.section(title, s)
     variants = [
         v
         for v in ("baseline", "dual_stream", "dual_shuffled", "velocity_only")
@@ -739,8 +738,7 @@ def _domain(r: Report) -> None:
     s = r.s.get("domain_shift")
     if not s:
         return
-    r.add("## Study 2 — domain shift in the source\n")
-    r.add(f"Command: `{s['command']}`. {s['description']}\n")
+    r.section("Study 2 — domain shift in the source", s)
     r.add(comparison_table(s["conditions"], "baseline", "dual_stream"))
     ref = next(iter(s["conditions"]))
     r.add(f"\nAUC drop relative to `{ref}`:\n")
@@ -755,8 +753,7 @@ def _near_real(r: Report) -> None:
         return
     nr = s["near_real"]
     spec = nr["spec"]
-    r.add("## Study 6 — near-real MaNGA cases\n")
-    r.add(f"Command: `{s['command']}`. {s['description']}\n")
+    r.section("Study 6 — near-real MaNGA cases", s)
     lens = spec["lens"]
     ms = spec["mass_msun"] if isinstance(spec["mass_msun"], list) else [spec["mass_msun"]]
     r.add(
