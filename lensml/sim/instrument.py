@@ -142,32 +142,39 @@ def add_noise(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Noisy (flux, velocity) of a batch (B, N, N) of noiseless maps; sample b uses ``rngs[b]`` only.
 
-    The draws of one sample are, in order: Poisson counts, background (N x N each), velocity noise (N x N).
-    ``mask`` is the noiseless mask; with ``noise.mask_from="observed"`` the velocity is zeroed outside
-    ``observed_mask(noisy flux)`` instead (call ``observed_mask`` on the returned flux to get that mask).
+    The draws of one sample, in order: Poisson counts (N x N, from ``rngs[b]``), then the seed of a
+    ``torch.Generator`` that draws the standard normals of the background and of the velocity (2 x N x N,
+    float32; torch's normal sampler is several times faster than numpy's float64 one). The arithmetic is
+    vectorised over the batch. ``mask`` is the noiseless mask; with ``noise.mask_from="observed"`` the
+    velocity is zeroed outside ``observed_mask(noisy flux)`` instead (call ``observed_mask`` on the returned
+    flux to get that mask). Images with no positive flux are returned unchanged, with velocity 0.
     """
-    out_f = np.empty_like(flux, dtype=np.float32)
-    out_v = np.empty_like(velocity_kms, dtype=np.float32)
-    for b, rng in enumerate(rngs):
-        f = np.asarray(flux[b], dtype=np.float64)
-        peak = float(f.max())
-        if peak <= 0:
-            out_f[b], out_v[b] = f, 0.0
+    import torch
+
+    f = np.asarray(flux, dtype=np.float64)
+    b, shape = f.shape[0], f.shape[1:]
+    peak = f.reshape(b, -1).max(axis=1)
+    lit = peak > 0
+    safe_peak = np.where(lit, peak, 1.0)[:, None, None]
+    noisy = f.copy()
+    normals = np.zeros((b, 2, *shape), np.float32)
+    for i, rng in enumerate(rngs):
+        if not lit[i]:
             continue
-        f_noisy = f
         if noise.peak_snr is not None:
-            scale = noise.peak_snr**2 / peak
-            f_noisy = rng.poisson(np.clip(f, 0.0, None) * scale) / scale
-        if noise.background_sigma_frac > 0:
-            f_noisy = f_noisy + rng.normal(0.0, noise.background_sigma_frac * peak, size=f.shape)
-        v = np.asarray(velocity_kms[b], dtype=np.float64)
-        if noise.sigma_v_kms > 0:
-            ratio = peak / np.clip(f, peak * 1e-6, None)
-            sigma_v = np.minimum(noise.sigma_v_kms * np.sqrt(ratio), noise.sigma_v_max_kms)
-            v = v + rng.normal(0.0, 1.0, size=f.shape) * sigma_v
-        out_f[b] = f_noisy
-        m = mask[b]
-        if noise.mask_from == "observed":
-            m = observed_mask(out_f[b : b + 1], noise.mask_frac_of_peak)[0]
-        out_v[b] = np.where(m, v, 0.0)
+            scale = noise.peak_snr**2 / peak[i]
+            noisy[i] = rng.poisson(np.clip(f[i], 0.0, None) * scale) / scale
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+        normals[i] = torch.randn((2, *shape), generator=gen).numpy()
+    if noise.background_sigma_frac > 0:
+        noisy += normals[:, 0] * (noise.background_sigma_frac * safe_peak)
+    v = np.asarray(velocity_kms, dtype=np.float64)
+    if noise.sigma_v_kms > 0:
+        ratio = safe_peak / np.clip(f, safe_peak * 1e-6, None)
+        sigma_v = np.minimum(noise.sigma_v_kms * np.sqrt(ratio), noise.sigma_v_max_kms)
+        v = v + normals[:, 1] * sigma_v
+    out_f = noisy.astype(np.float32)
+    m = observed_mask(out_f, noise.mask_frac_of_peak) if noise.mask_from == "observed" else mask
+    out_v = np.where(m & lit[:, None, None], v, 0.0).astype(np.float32)
+    out_f[~lit] = f[~lit]
     return out_f, out_v

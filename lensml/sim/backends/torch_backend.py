@@ -368,6 +368,26 @@ def observe_torch(
     return f, velocity, mask
 
 
+def _sparse_order(lens_model_list: Sequence[str], kwargs_lens: Sequence[Mapping[str, object]]) -> np.ndarray:
+    """Batch order that puts the samples where the last sparse profile (e.g. the subhalo) is present first."""
+    order = None
+    for name, kw in zip(lens_model_list, kwargs_lens):
+        strength = kw.get(_STRENGTH.get(name, ""))
+        if strength is None:
+            continue
+        s = np.asarray(strength.detach().cpu() if isinstance(strength, Tensor) else strength)
+        if s.ndim == 1 and not bool((s != 0).all()):
+            order = np.argsort(s == 0, kind="stable")
+    return order
+
+
+def _take(v: object, order: np.ndarray) -> object:
+    if isinstance(v, Tensor):
+        return v[torch.as_tensor(order, device=v.device)] if v.ndim else v
+    a = np.asarray(v)
+    return a[order] if a.ndim else a
+
+
 def render_torch(
     sources: SourceGrids,
     lens_model_list: Sequence[str],
@@ -377,7 +397,13 @@ def render_torch(
     device: str = "cpu",
     dtype: str | torch.dtype = "float32",
 ) -> dict[str, np.ndarray]:
-    """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays."""
+    """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays.
+
+    The rays go straight to source-grid coordinates (``torch_grid.source_grid_coordinates``); the batch is
+    reordered internally so that the samples with a subhalo come first (the returned order is the input's).
+    """
+    from lensml.sim.backends.torch_grid import source_grid_coordinates
+
     dt = resolve_dtype(dtype)
     coords = torch.as_tensor(
         image_coordinates(
@@ -389,21 +415,21 @@ def render_torch(
         dtype=dt,
         device=device,
     )
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    a, c = _grid_affine(sources)
+    order = _sparse_order(lens_model_list, kwargs_lens)
+    if order is not None:
+        kwargs_lens = [{k: _take(v, order) for k, v in kw.items()} for kw in kwargs_lens]
+        a, c = a[order], c[order]
     with torch.inference_mode():
-        ax, ay, shear = deflection_sparse(
-            xx[None],
-            yy[None],
-            list(lens_model_list),
-            lens_kwargs_torch(kwargs_lens, dt, device),
-            shear_apart=True,
-        )
         src_f = _t(sources.flux, dt, device)
-        src_fv = src_f * _t(sources.velocity_kms, dt, device)
-        sub = sample_sources_lensed(coords, ax, ay, shear, sources, src_f, src_fv)
+        src = torch.stack((src_f, src_f * _t(sources.velocity_kms, dt, device)), dim=1)
+        if order is not None:
+            src = src[torch.as_tensor(order, device=src.device)]
+        grid = source_grid_coordinates(coords, lens_model_list, kwargs_lens, a, c)
+        sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
-    return {
-        "flux": f.to(torch.float32).cpu().numpy(),
-        "velocity": v.to(torch.float32).cpu().numpy(),
-        "mask": m.cpu().numpy(),
-    }
+        out = {"flux": f.to(torch.float32), "velocity": v.to(torch.float32), "mask": m}
+        if order is not None:
+            inverse = torch.as_tensor(np.argsort(order), device=f.device)
+            out = {k: t[inverse] for k, t in out.items()}
+    return {k: t.cpu().numpy() for k, t in out.items()}

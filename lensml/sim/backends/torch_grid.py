@@ -1,0 +1,305 @@
+"""Ray shooting on the shared regular image grid, straight to source-grid coordinates (torch fast path).
+
+The image grid is the same for every sample: ray (i, j) sits at ``theta = (coords[j], coords[i])`` arcsec.
+Any per-sample affine function ``p0 + p1 x + p2 y`` of it is a row term plus a column term, written in one
+pass (``_Rays.outer``). The source-grid coordinates that ``grid_sample`` reads,
+``g = A beta + c = A (theta - alpha(theta)) + c`` (``A``, ``c`` from the source placement), are accumulated
+profile by profile, each profile adding ``C u + D v`` for two per-ray maps (u, v) and per-sample 2 x 2
+coefficients folded in float64 on the parameters:
+
+- ``SHEAR`` (any ``ra_0``, ``dec_0``) is linear in theta: folded into ``A`` and ``c``, no pass over the rays.
+- ``SIE``: the two rotated-frame terms atan2(k x', psi + s) and atanh(k y' / (psi + q^2 s)); the rotation
+  back to the sky and the factor b / k go into the coefficients (lenstronomy's NIE with s = 1e-10 arcsec,
+  conventions as ``torch_deflections.alpha_sie``).
+- ``NFW`` / ``TNFW``: |alpha| / R from an exact per-sample table (``radial_ratio``), times (dx, dy).
+- any other profile (``SIS``, ``EPL``): its deflection from ``torch_backend.deflection_sparse``.
+
+Profiles are evaluated only on the samples where their strength is non-zero (a prefix of the batch when
+the caller orders the samples so, as ``render_torch`` does; any other subset also works).
+
+Per-sample independence: the transcendental functions (atan2, atanh, log, exp) run on flat buffers
+padded to a multiple of ``PAD`` elements, so every element takes torch's vectorised path whatever the
+batch size, the sample's position in it and the thread count (the scalar remainder loop can differ from the
+vector one in the last bit). Additions, products, divisions and square roots are exactly rounded either way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lensml.sim.backends.torch_deflections import _MAX_ECC, _SIE_S_SCALE
+
+#: Flat buffers are padded to a multiple of this many elements (SIMD block x up to 8 threads).
+PAD = 256
+#: Keyword that sets a profile's strength: samples where it is 0 contribute exactly 0 and are skipped.
+STRENGTH = {"SIS": "theta_E", "SIE": "theta_E", "EPL": "theta_E", "NFW": "alpha_Rs", "TNFW": "alpha_Rs"}
+
+
+class _Rays:
+    """Flat, padded per-ray buffers for ``rows`` samples on the n x n grid ``coords`` (arcsec)."""
+
+    def __init__(self, coords: Tensor, rows: int) -> None:
+        self.coords = coords
+        self.n = int(coords.shape[0])
+        self.rows = rows
+        self.size = rows * self.n * self.n
+        self.padded = -(-self.size // PAD) * PAD
+        self.coords64 = coords.detach().to(torch.float64).cpu().numpy()
+
+    def new(self, dtype: torch.dtype | None = None) -> Tensor:
+        t = torch.empty(self.padded, dtype=dtype or self.coords.dtype, device=self.coords.device)
+        t[self.size :].zero_()
+        return t
+
+    def view(self, flat: Tensor) -> Tensor:
+        """The (rows, n, n) image of a flat buffer (row i follows y, column j follows x)."""
+        return flat[: self.size].view(self.rows, self.n, self.n)
+
+    def outer(self, p0: np.ndarray, px: np.ndarray, py: np.ndarray) -> Tensor:
+        """Flat buffer of ``p0 + px x_j + py y_i`` per sample ((rows,) float64 coefficients), one pass."""
+        x = self.coords64
+        row = torch.as_tensor(p0[:, None] + px[:, None] * x[None, :], dtype=self.coords.dtype)
+        col = torch.as_tensor(py[:, None] * x[None, :], dtype=self.coords.dtype)
+        out = self.new()
+        dev = self.coords.device
+        torch.add(row.to(dev)[:, None, :], col.to(dev)[:, :, None], out=self.view(out))
+        return out
+
+
+def _coef(a: np.ndarray, like: Tensor) -> Tensor:
+    """(rows,) float64 coefficients as a (rows, 1, 1) tensor broadcasting against (rows, n, n) views."""
+    return torch.as_tensor(a, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
+
+
+def _np(v: object, b: int) -> np.ndarray:
+    a = v.detach().to(torch.float64).cpu().numpy() if isinstance(v, Tensor) else np.asarray(v, float)
+    return np.broadcast_to(a, (b,)).astype(np.float64) if a.ndim == 0 else a.astype(np.float64)
+
+
+def _sie_terms(rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, Tensor, np.ndarray]:
+    """SIE per-ray terms (u, v) and the per-sample rotation R(-phi) (b / k) taking them to the sky frame."""
+    e1, e2 = kw["e1"], kw["e2"]
+    phi = np.arctan2(e2, e1) / 2
+    c = np.minimum(np.hypot(e1, e2), _MAX_ECC)
+    q = (1 - c) / (1 + c)
+    k = np.sqrt(4 * c / (1 + c) ** 2)
+    cos, sin = np.cos(phi), np.sin(phi)
+    cx, cy = kw.get("center_x", 0.0), kw.get("center_y", 0.0)
+    cx, cy = np.broadcast_to(cx, q.shape), np.broadcast_to(cy, q.shape)
+    b = kw["theta_E"] * np.sqrt(q)
+    s = _SIE_S_SCALE / np.sqrt(q)
+    small = k < 1e-3  # atan(k z) / k -> z (1 - (k z)^2 / 3), atanh(k z) / k -> z (1 + (k z)^2 / 3)
+    k_safe = np.where(small, 1.0, k)
+    # x' = (x - cx) cos + (y - cy) sin, y' = -(x - cx) sin + (y - cy) cos (frame of the major axis)
+    x0, y0 = -(cx * cos + cy * sin), cx * sin - cy * cos
+    xq = rays.outer(q * x0, q * cos, q * sin)  # q x'
+    yr = rays.outer(y0, -sin, cos)
+    xq_v, yr_v = rays.view(xq), rays.view(yr)
+    psi = rays.new()
+    psi_v = rays.view(psi)
+    torch.addcmul(_coef(q * q * s * s, xq_v), xq_v, xq_v, out=psi_v)  # q^2 (s^2 + x'^2)
+    psi_v.addcmul_(yr_v, yr_v).sqrt_()
+    den_x = rays.new()
+    torch.add(psi_v, _coef(s, psi_v), out=rays.view(den_x))
+    psi_v.add_(_coef(q * q * s, psi_v))  # psi + q^2 s
+    if bool(small.any()):
+        z1 = rays.view(xq).div(_coef(q, xq_v)).div_(rays.view(den_x))
+        z2 = yr_v / psi_v
+        kz1, kz2 = z1 * _coef(k, z1), z2 * _coef(k, z2)
+        series = (z1 * (1 - kz1 * kz1 / 3), z2 * (1 + kz2 * kz2 / 3))
+    # u = atan2(k x', psi + s) = atan(k x' / (psi + s)) since psi + s > 0; v = atanh(k y' / (psi + q^2 s))
+    xq_v.mul_(_coef(k_safe / q, xq_v))
+    u = torch.atan2(xq, den_x, out=den_x)
+    yr_v.mul_(_coef(k_safe, yr_v)).div_(psi_v)
+    v = yr.atanh_()
+    if bool(small.any()):
+        rows = _coef(small.astype(float), xq_v) > 0
+        rays.view(u).copy_(torch.where(rows, series[0], rays.view(u)))
+        rays.view(v).copy_(torch.where(rows, series[1], rays.view(v)))
+    scale = b / k_safe
+    rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2) * scale[:, None, None]
+    return u, v, rot
+
+
+#: ln(R / Rs) range and size of the universal NFW / TNFW tables (step 0.008 in ln x: relative error ~1e-5)
+_LN_X_LO, _LN_X_HI, RADIAL_TABLE_SIZE = math.log(1e-6), math.log(1e8), 4096
+_TABLES: dict[tuple[str, float, str, str], tuple[Tensor, Tensor]] = {}
+
+
+def _radial_table(name: str, tau: float, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """ln(|alpha| / R) of profile ``name`` with Rs = 1, alpha_Rs = 1 (and r_trunc = tau) at
+    ``RADIAL_TABLE_SIZE`` radii log-spaced in [1e-6, 1e8], and its forward differences; cached.
+
+    |alpha|(R) / R = alpha_Rs / Rs * h(R / Rs) for NFW and TNFW (at fixed tau = r_trunc / Rs), lenstronomy's
+    small-radius clamps included (they act on R / Rs), so one table serves every sample.
+    """
+    from lensml.sim.backends.torch_lens import PROFILES
+
+    key = (name, tau, str(dtype), str(device))
+    if key not in _TABLES:
+        x = torch.exp(torch.linspace(_LN_X_LO, _LN_X_HI, RADIAL_TABLE_SIZE, dtype=torch.float64))
+        kw = {"Rs": 1.0, "alpha_Rs": 1.0} | ({"r_trunc": key[1]} if name == "TNFW" else {})
+        ax, _ = PROFILES[name](x, torch.zeros_like(x), **kw)
+        ln_h = torch.log(torch.clamp(ax / x, min=1e-300))
+        slope = torch.diff(ln_h, append=ln_h[-1:])  # ln_h[k + 1] - ln_h[k]
+        _TABLES[key] = (ln_h.to(dtype=dtype, device=device), slope.to(dtype=dtype, device=device))
+    return _TABLES[key]
+
+
+def _outer_square(rays: _Rays, out: Tensor, cx: np.ndarray, cy: np.ndarray, scale: np.ndarray) -> None:
+    """out = scale ((x_j - cx)^2 + (y_i - cy)^2) per sample, written into the flat buffer ``out``."""
+    x = rays.coords64
+    dtype, dev = rays.coords.dtype, rays.coords.device
+    row = torch.as_tensor(scale[:, None] * (x[None, :] - cx[:, None]) ** 2, dtype=dtype, device=dev)
+    col = torch.as_tensor(scale[:, None] * (x[None, :] - cy[:, None]) ** 2, dtype=dtype, device=dev)
+    torch.add(row[:, None, :], col[:, :, None], out=rays.view(out))
+
+
+def _tau_key(kw: Mapping[str, np.ndarray]) -> np.ndarray:
+    """r_trunc / Rs per sample, rounded to 12 significant digits (0 for NFW): the radial table's key."""
+    if "r_trunc" not in kw:
+        return np.zeros(np.shape(kw["Rs"]))
+    tau = kw["r_trunc"] / np.maximum(kw["Rs"], 1e-7)
+    return np.array([float(f"{t:.12g}") for t in tau])
+
+
+def radial_ratio(name: str, rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, np.ndarray]:
+    """h(R / Rs) (flat buffer) and the per-sample factor alpha_Rs / Rs: |alpha|(R) / R = factor * h.
+
+    h is interpolated linearly in (ln x, ln h) from the universal table (``_radial_table``); ``kw`` holds
+    (R,) arrays of Rs, alpha_Rs, center_x, center_y (and r_trunc for TNFW, with one r_trunc / Rs).
+    """
+    rs = np.maximum(kw["Rs"], 1e-7)  # lenstronomy: Rs >= 1e-7 arcsec
+    taus = _tau_key(kw)
+    tau = float(taus[0])
+    if not bool((taus == tau).all()):
+        raise ValueError("radial_ratio: the samples must share r_trunc / Rs; call it per value.")
+    ln_h, slope = _radial_table(name, tau, rays.coords.dtype, rays.coords.device)
+    step = (_LN_X_HI - _LN_X_LO) / (RADIAL_TABLE_SIZE - 1)
+    # table coordinate t = (ln(R / Rs) - ln x_lo) / step = ln(R^2 / (Rs x_lo)^2) / (2 step)
+    t = rays.new()
+    _outer_square(rays, t, kw["center_x"], kw["center_y"], 1.0 / (rs * math.exp(_LN_X_LO)) ** 2)
+    t.log_().mul_(0.5 / step).clamp_(0.0, RADIAL_TABLE_SIZE - 1.000001)
+    i0 = t.int()  # t >= 0: truncation is the floor (int32 indices: index_select is the fast gather)
+    w = t.frac_()
+    out = ln_h.index_select(0, i0).addcmul_(w, slope.index_select(0, i0))
+    return out.exp_(), kw["alpha_Rs"] / rs
+
+
+def source_grid_coordinates(
+    coords: Tensor,
+    lens_model_list: Sequence[str],
+    kwargs_lens: Sequence[Mapping[str, object]],
+    affine: np.ndarray,
+    offset: np.ndarray,
+) -> Tensor:
+    """Source-grid coordinates (B, n, n, 2) of the rays of the regular grid ``coords`` (n,), arcsec.
+
+    ``g = affine (theta - alpha(theta)) + offset`` per sample (``affine`` (B, 2, 2), ``offset`` (B, 2),
+    float64), ``alpha`` the summed deflection of ``lens_model_list`` with batch-first lenstronomy kwargs.
+    The result is in ``coords``' dtype; the last axis is (g_x, g_y) as ``grid_sample`` reads it.
+    """
+    b = affine.shape[0]
+    m, c = affine.astype(np.float64).copy(), offset.astype(np.float64).copy()
+    todo = []
+    for name, kw in zip(lens_model_list, kwargs_lens):
+        kw = {k: _np(v, b) for k, v in kw.items()}
+        if name == "SHEAR":  # alpha = G (theta - theta_0): g = A (I - G) theta + A G theta_0 + c
+            g1, g2 = kw["gamma1"], kw["gamma2"]
+            shear = np.stack([np.stack([g1, g2], -1), np.stack([g2, -g1], -1)], -2)
+            a_g = np.einsum("bij,bjk->bik", affine, shear)
+            m -= a_g
+            theta0 = np.stack([kw.get("ra_0", np.zeros(b)), kw.get("dec_0", np.zeros(b))], -1)
+            c += np.einsum("bij,bj->bi", a_g, theta0)
+        else:
+            todo.append((name, kw))
+    rays = _Rays(coords, b)
+    g = [rays.outer(c[:, j], m[:, j, 0], m[:, j, 1]) for j in range(2)]
+    g_v = [rays.view(t) for t in g]
+    for name, kw in todo:
+        strength = kw.get(STRENGTH.get(name, ""))
+        rows = np.arange(b) if strength is None else np.flatnonzero(strength != 0)
+        if rows.size == 0:
+            continue
+        if name in ("NFW", "TNFW"):  # one universal table per r_trunc / Rs
+            taus = _tau_key({k: v[rows] for k, v in kw.items()})
+            for tau in np.unique(taus):
+                part = rows[taus == tau]
+                _add_profile(g_v, b, coords, affine[part], name, part, {k: v[part] for k, v in kw.items()})
+        else:
+            _add_profile(g_v, b, coords, affine[rows], name, rows, {k: v[rows] for k, v in kw.items()})
+    return torch.view_as_real(torch.complex(g_v[0], g_v[1]))  # interleaved (B, n, n, 2), one pass
+
+
+def _add_profile(
+    g_v: list[Tensor],
+    b: int,
+    coords: Tensor,
+    a_rows: np.ndarray,
+    name: str,
+    rows: np.ndarray,
+    kw: dict[str, np.ndarray],
+) -> None:
+    """g[rows] -= A alpha for one profile on the samples ``rows`` (its kwargs ``kw`` already selected)."""
+    rays = _Rays(coords, rows.size)
+    dtype, dev = coords.dtype, coords.device
+    if name == "SIE":
+        u, v, rot = _sie_terms(rays, kw)
+        coef = -np.einsum("bij,bjk->bik", a_rows, rot)  # g -= A R (u, v)
+        _accumulate(g_v, rows, b, [(rays.view(u), coef[:, :, 0]), (rays.view(v), coef[:, :, 1])])
+    elif name in ("NFW", "TNFW"):
+        kw.setdefault("center_x", np.zeros(rows.size))
+        kw.setdefault("center_y", np.zeros(rows.size))
+        h, factor = radial_ratio(name, rays, kw)
+        ratio = rays.view(h)
+        # alpha = factor h (dx, dy): g_j -= h * factor (A_j0 dx + A_j1 dy), a row term plus a column term
+        x = rays.coords64
+        dx = (x[None, :] - kw["center_x"][:, None]) * factor[:, None]
+        dy = (x[None, :] - kw["center_y"][:, None]) * factor[:, None]
+        terms = []
+        for j in range(2):
+            row = torch.as_tensor(-a_rows[:, j, 0, None] * dx, dtype=dtype, device=dev)
+            col = torch.as_tensor(-a_rows[:, j, 1, None] * dy, dtype=dtype, device=dev)
+            terms.append((ratio, row[:, None, :], col[:, :, None]))
+        _accumulate_radial(g_v, rows, b, terms)
+    else:
+        from lensml.sim.backends.torch_backend import deflection_sparse
+
+        yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+        kw_t = {k: torch.as_tensor(v, dtype=dtype, device=dev) for k, v in kw.items()}
+        ax, ay, _ = deflection_sparse(xx[None], yy[None], [name], [kw_t])
+        _accumulate(g_v, rows, b, [(ax, -a_rows[:, :, 0]), (ay, -a_rows[:, :, 1])])
+
+
+def _accumulate(g_v: list[Tensor], rows: np.ndarray, b: int, terms: list[tuple[Tensor, np.ndarray]]) -> None:
+    """g_j[rows] += sum over terms of coef[:, j] * term (terms (R, n, n), coef (R, 2))."""
+    prefix = rows.size == b or bool(rows[-1] == rows.size - 1)
+    for j in range(2):
+        if prefix:
+            target = g_v[j][: rows.size]
+            for term, coef in terms:
+                target.addcmul_(term, _coef(coef[:, j], term))
+        else:
+            total = None
+            for term, coef in terms:
+                part = term * _coef(coef[:, j], term)
+                total = part if total is None else total.add_(part)
+            g_v[j].index_add_(0, torch.as_tensor(rows, device=total.device), total)
+
+
+def _accumulate_radial(
+    g_v: list[Tensor], rows: np.ndarray, b: int, terms: list[tuple[Tensor, Tensor, Tensor]]
+) -> None:
+    """g_j[rows] += ratio * (row_j + col_j) (ratio (R, n, n), row_j (R, 1, n), col_j (R, n, 1))."""
+    prefix = rows.size == b or bool(rows[-1] == rows.size - 1)
+    for j, (ratio, row, col) in enumerate(terms):
+        if prefix:
+            g_v[j][: rows.size].addcmul_(ratio, row).addcmul_(ratio, col)
+        else:
+            part = (ratio * row).addcmul_(ratio, col)
+            g_v[j].index_add_(0, torch.as_tensor(rows, device=part.device), part)
