@@ -1,12 +1,14 @@
 """Simulator speed: samples/s of each backend at 64x64 and 128x128, and the ratio to plain lenstronomy loops.
 
-    python benchmarks/bench_sim.py [--n-torch 256] [--n-ref 24] [--threads 1 2]
+    python benchmarks/bench_sim.py [--n-torch 128] [--n-ref 8] [--threads 1 2] [--processes 2]
 
 Not a test: it prints numbers. Everything is measured in one run, on the same samples (default physics:
 analytic disk, SIE + shear, TNFW subhalo in half the samples, nominal noise, 3.2" field, 2x supersampling,
 0.1" PSF). Three ways of rendering the same flux + velocity samples:
 
-- ``torch``: ``Simulator.sample_batch`` with the batched PyTorch backend (parameters, sources, noise);
+- ``torch``: ``Simulator.sample_batch`` with the batched PyTorch backend (parameters, sources, noise), in
+  this process with 1 and 2 torch threads, and in ``--processes`` worker processes of 1 thread each that
+  render disjoint blocks of samples (how ``data.num_workers`` DataLoader workers use the cores);
 - ``lenstronomy``: the same with the reference backend (per-image ``LensModel.ray_shooting`` + numpy);
 - ``lenstronomy ImSim``: a plain per-image loop with lenstronomy's own image simulation (``ImageModel.image``
   for the flux and ``TracerModelSource.tracer_model`` for the flux-weighted velocity; INTERPOL source grids,
@@ -16,6 +18,7 @@ analytic disk, SIE + shear, TNFW subhalo in half the samples, nominal noise, 3.2
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import time
 
 import numpy as np
@@ -87,6 +90,36 @@ def imsim_loop(sim, seed: int, indices: list[int]) -> None:
         add_noise(flux[None], np.where(mask, vel, 0.0)[None], mask[None], sim.noise, [rng])
 
 
+_WORKER_SIM = None
+
+
+def _worker_init(overrides: list[str]) -> None:
+    global _WORKER_SIM
+    torch.set_num_threads(1)
+    _WORKER_SIM = build_simulator(_cfg(overrides))
+    _WORKER_SIM.sample_batch(0, "train", range(8))  # warm-up
+
+
+def _worker_block(start_n: tuple[int, int]) -> int:
+    start, n = start_n
+    _WORKER_SIM.sample_batch(0, "train", range(start, start + n))
+    return n
+
+
+def process_rate(overrides: list[str], processes: int, n: int, repeats: int) -> float:
+    """Best samples/s (wall clock) of ``processes`` 1-thread workers rendering 4 blocks of ``n`` each."""
+    ctx = mp.get_context("spawn")
+    best = 0.0
+    with ctx.Pool(processes, initializer=_worker_init, initargs=(overrides,)) as pool:
+        pool.map(_worker_block, [(10**6 + k * n, n) for k in range(processes)], chunksize=1)
+        for r in range(repeats):
+            blocks = [((r * 4 * processes + k) * n, n) for k in range(4 * processes)]
+            t0 = time.perf_counter()
+            done = sum(pool.map(_worker_block, blocks, chunksize=1))
+            best = max(best, done / (time.perf_counter() - t0))
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-torch", type=int, default=128, help="samples per torch block (64x64)")
@@ -95,6 +128,9 @@ def main() -> None:
         "--repeats", type=int, default=3, help="blocks per measurement; the best is kept"
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--processes", type=int, default=2, help="worker processes for the last torch row (0: skip)"
+    )
     args = parser.parse_args()
 
     print(
@@ -112,6 +148,7 @@ def main() -> None:
         n_ref = args.n_ref if n_pix == 64 else max(args.n_ref // 2, 2)
         sim_l.sample_batch(0, "train", range(2))  # warm-up (lenstronomy model objects, caches)
         imsim_loop(sim_l, 0, [0])
+        best_imsim = 0.0
         for threads in args.threads:
             torch.set_num_threads(threads)
             sim_t.sample_batch(0, "train", range(8))  # warm-up
@@ -136,6 +173,14 @@ def main() -> None:
             vs_lens = f"{r_torch[0] / r_lens[0]:>8.1f}x [{r_torch[1] / r_lens[1]:>4.1f}x]"
             vs_imsim = f"{r_torch[0] / r_imsim[0]:>5.1f}x [{r_torch[1] / r_imsim[1]:>4.1f}x]"
             print(f"{n_pix:>4}^2 {threads:>7} {cells} {vs_lens} {vs_imsim}", flush=True)
+            best_imsim = max(best_imsim, r_imsim[0])
+        if args.processes:
+            rate = process_rate(grid, args.processes, n_torch, args.repeats)
+            print(
+                f"{n_pix:>4}^2 torch in {args.processes} processes of 1 thread: {rate:>6.0f} samples/s = "
+                f"{rate / best_imsim:.1f}x the ImSim loop (its best row above)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -151,30 +151,30 @@ def add_noise(
     """
     import torch
 
-    f = np.asarray(flux, dtype=np.float64)
+    f = np.asarray(flux, dtype=np.float32)  # float32 throughout: the maps are float32
     b, shape = f.shape[0], f.shape[1:]
     peak = f.reshape(b, -1).max(axis=1)
     lit = peak > 0
-    safe_peak = np.where(lit, peak, 1.0)[:, None, None]
+    safe_peak = np.where(lit, peak, np.float32(1.0))[:, None, None]
     noisy = f.copy()
     normals = np.zeros((b, 2, *shape), np.float32)
     for i, rng in enumerate(rngs):
         if not lit[i]:
             continue
         if noise.peak_snr is not None:
-            scale = noise.peak_snr**2 / peak[i]
+            scale = noise.peak_snr**2 / float(peak[i])
             noisy[i] = rng.poisson(np.clip(f[i], 0.0, None) * scale) / scale
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
         normals[i] = torch.randn((2, *shape), generator=gen).numpy()
     if noise.background_sigma_frac > 0:
-        noisy += normals[:, 0] * (noise.background_sigma_frac * safe_peak)
-    v = np.asarray(velocity_kms, dtype=np.float64)
+        noisy += normals[:, 0] * (np.float32(noise.background_sigma_frac) * safe_peak)
+    v = np.asarray(velocity_kms, dtype=np.float32)
     if noise.sigma_v_kms > 0:
-        ratio = safe_peak / np.clip(f, safe_peak * 1e-6, None)
-        sigma_v = np.minimum(noise.sigma_v_kms * np.sqrt(ratio), noise.sigma_v_max_kms)
+        ratio = safe_peak / np.clip(f, safe_peak * np.float32(1e-6), None)
+        sigma_v = np.sqrt(ratio) * np.float32(noise.sigma_v_kms)
+        sigma_v = np.minimum(sigma_v, np.float32(noise.sigma_v_max_kms))
         v = v + normals[:, 1] * sigma_v
-    out_f = noisy.astype(np.float32)
-    m = observed_mask(out_f, noise.mask_frac_of_peak) if noise.mask_from == "observed" else mask
-    out_v = np.where(m & lit[:, None, None], v, 0.0).astype(np.float32)
-    out_f[~lit] = f[~lit]
-    return out_f, out_v
+    m = observed_mask(noisy, noise.mask_frac_of_peak) if noise.mask_from == "observed" else mask
+    out_v = np.where(m & lit[:, None, None], v, np.float32(0.0))
+    noisy[~lit] = f[~lit]
+    return noisy, out_v
