@@ -45,7 +45,10 @@ MANIFEST = "manifest.json"
 
 def cache_config(sim_cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The part of the config that determines the samples: physics groups (resolved) and the data seed."""
-    out: dict[str, Any] = {"seed": int(seed)}
+    from lensml.sim.simulator import SAMPLES_VERSION
+
+    # the draw scheme's version: a cache from an older simulator is refused, not silently mixed
+    out: dict[str, Any] = {"seed": int(seed), "samples_version": SAMPLES_VERSION}
     for group in PHYSICS_GROUPS:
         node = sim_cfg.get(group) if hasattr(sim_cfg, "get") else None
         node = _plain(node)

@@ -46,6 +46,10 @@ from lensml.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+#: Version of the per-sample draw scheme and rendering arithmetic: bump it when sample i of (seed, split)
+#: changes, so that dataset caches made by an older version are refused (``lensml.data.cache``).
+#: 2: Gaussian noise from a per-sample torch.Generator; source-grid coordinates in one pass (torch_grid).
+SAMPLES_VERSION = 2
 
 SAMPLE_KEYS: tuple[str, ...] = (
     "flux",

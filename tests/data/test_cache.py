@@ -119,3 +119,11 @@ def test_crash_leaves_no_half_shard_and_generation_resumes(tmp_path, simulator, 
 def test_generate_refuses_to_mix_configs(cache, sim_cfg, simulator):
     with pytest.raises(DataError, match="another config"):
         generate_cache(simulator, cache_config(sim_cfg, 99), COUNTS, cache, shard_size=4)
+
+
+def test_cache_from_another_simulator_version_is_refused(cache, sim_cfg, monkeypatch):
+    import lensml.sim.simulator as sim_mod
+
+    monkeypatch.setattr(sim_mod, "SAMPLES_VERSION", sim_mod.SAMPLES_VERSION + 1)
+    with pytest.raises(DataError, match="samples_version"):
+        CacheReader(cache, cache_config(sim_cfg, 7), COUNTS)

@@ -233,3 +233,27 @@ def test_returned_mask_is_the_velocity_support(mode):
     else:
         clean = sim.render_noiseless([sim.draw(0, "train", i)[0] for i in range(6)], "train")
         np.testing.assert_array_equal(b["mask"], clean["mask"])
+
+
+def test_sample_is_bit_identical_across_batch_sizes_and_thread_counts():
+    """An odd grid (rays per sample not a multiple of the SIMD block) and 1 vs 2 torch threads."""
+    import torch
+
+    over = ["instrument.n_pix=30", "instrument.pixel_scale_arcsec=0.1", "source.grid_npix=48"]
+    sim = build_simulator(physics_cfg(*over, "subhalo.p_present=0.5"))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        sim.chunk_size = 11  # 11 x 68^2 rays: above torch's grain size, so both threads split each op
+        batch = sim.sample_batch(3, "train", range(11))
+        sim.chunk_size = 7
+        batch7 = sim.sample_batch(3, "train", range(11))
+        torch.set_num_threads(1)
+        for i in (0, 5, 6, 10):
+            alone = sim.sample_batch(3, "train", [i])
+            for key in ("flux", "velocity", "mask"):
+                np.testing.assert_array_equal(batch[key][i : i + 1], alone[key])
+                np.testing.assert_array_equal(batch7[key][i : i + 1], alone[key])
+    finally:
+        torch.set_num_threads(threads)
+    assert 0 < batch["label"].sum() < 11

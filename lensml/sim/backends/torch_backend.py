@@ -14,15 +14,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lensml.sim.backends.torch_deflections import _epl_series_terms
+from lensml.sim.backends.torch_grid import LN_X_LO, PAD, source_grid_coordinates, table_lookup, tau_key
 from lensml.sim.backends.torch_lens import PROFILES
 from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.sim.render import SourceGrids
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-#: Radial profiles whose deflection is tabulated per sample (float64) and interpolated (``radial_alpha``).
+#: Radial profiles whose deflection is interpolated from exact tables (``radial_alpha``).
 RADIAL_TABLE_PROFILES: tuple[str, ...] = ("NFW", "TNFW")
-RADIAL_TABLE_SIZE = 1024
-_RADIAL_X_MIN = 1e-6  # smallest R / Rs tabulated; lenstronomy clamps below this (NFW 1e-6, TNFW 1e-3)
 #: Keyword that sets a profile's strength: rows where it is 0 deflect by exactly 0 and are skipped.
 _STRENGTH = {"SIS": "theta_E", "SIE": "theta_E", "EPL": "theta_E", "NFW": "alpha_Rs", "TNFW": "alpha_Rs"}
 
@@ -44,43 +43,30 @@ def lens_kwargs_torch(
     return [{k: _t(v, dtype, device) for k, v in kw.items()} for kw in kwargs_lens]
 
 
-def radial_alpha(
-    name: str, x: Tensor, y: Tensor, kw: Mapping[str, Tensor], n_table: int = RADIAL_TABLE_SIZE
-) -> tuple[Tensor, Tensor]:
-    """Deflection of a circular profile (NFW, TNFW) via a per-sample table of |alpha|(R) / R.
+def radial_alpha(name: str, x: Tensor, y: Tensor, kw: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Deflection of a circular profile (NFW, TNFW) at positions (B, H, W) from the universal tables.
 
-    The table is computed with the exact profile (``torch_deflections``, float64) at ``n_table`` radii
-    log-spaced from 1e-6 Rs to beyond the farthest ray, and interpolated linearly in (ln R, ln(|alpha|/R)):
-    relative error ~1e-5 of the deflection, at a fraction of the cost of the closed form at every ray.
+    |alpha|(R) / R = alpha_Rs / Rs h(R / Rs), h interpolated in (ln x, ln h) from exact float64 tables
+    (``torch_grid.table_lookup``; relative error ~1e-5 of the deflection). One table per r_trunc / Rs.
     """
-    func = PROFILES[name]
-    cx, cy = kw["center_x"].reshape(-1, 1, 1), kw["center_y"].reshape(-1, 1, 1)
-    dx, dy = x - cx.to(x.dtype), y - cy.to(x.dtype)
-    r2 = torch.addcmul(dx * dx, dy, dy)
-    b = cx.shape[0]
-    f64 = torch.float64
-    # per-sample range (never the batch's), so that a sample does not depend on its batch
-    r_far = torch.sqrt(r2.reshape(b, -1).amax(dim=1).to(f64)) * 1.01 + 1e-6
-    ln_lo = torch.log(torch.clamp(kw["Rs"].to(f64), min=1e-7) * _RADIAL_X_MIN).reshape(b, 1)
-    ln_hi = torch.maximum(torch.log(r_far).reshape(b, 1), ln_lo + 1.0)
-    k = torch.arange(n_table, dtype=f64, device=x.device)
-    step = (ln_hi - ln_lo) / (n_table - 1)
-    r_tab = torch.exp(ln_lo + step * k)  # (B, K)
-    ax_tab, _ = func(
-        kw["center_x"].to(f64).reshape(b, 1) + r_tab,
-        kw["center_y"].to(f64).reshape(b, 1) + 0.0 * r_tab,
-        **{n: v.to(f64) for n, v in kw.items()},
-    )
-    ln_a = torch.log(torch.clamp(ax_tab / r_tab, min=1e-300)).to(x.dtype)  # (B, K)
-    slope = torch.diff(ln_a, dim=1, append=ln_a[:, -1:])  # ln_a[k + 1] - ln_a[k]
-    inv_step = (1.0 / step).to(x.dtype)
-    # table coordinate u = (ln R - ln_lo) / step, with ln R = ln(R^2) / 2; in place, one pass each
-    u = torch.log(r2).reshape(b, -1).mul_(0.5 * inv_step).sub_(ln_lo.to(x.dtype) * inv_step)
-    u.clamp_(0.0, n_table - 1.000001)
-    i0 = u.long()  # u >= 0: truncation is the floor
-    w = u.frac_()
-    a = torch.gather(ln_a, 1, i0).addcmul_(w, torch.gather(slope, 1, i0)).exp_().reshape(dx.shape)
-    return a * dx, a.mul_(dy)
+    b = kw["center_x"].shape[0]
+    kwn = {k: v.detach().to(torch.float64).cpu().numpy().reshape(b) for k, v in kw.items()}
+    rs = np.maximum(kwn["Rs"], 1e-7)
+    cx, cy = (kw[k].reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype) for k in ("center_x", "center_y"))
+    dx, dy = x - cx, y - cy
+    scale = torch.as_tensor(1.0 / (rs * np.exp(LN_X_LO)) ** 2, dtype=x.dtype, device=x.device)
+    q2 = torch.addcmul(dx * dx, dy, dy).mul_(scale.reshape(-1, *([1] * (x.ndim - 1))))
+    h = torch.empty_like(q2)
+    taus = tau_key(kwn)
+    for tau in np.unique(taus):
+        rows = torch.as_tensor(np.flatnonzero(taus == tau), device=x.device)
+        part = q2.index_select(0, rows).reshape(-1)
+        flat = torch.zeros(-(-part.numel() // PAD) * PAD, dtype=x.dtype, device=x.device)
+        flat[: part.numel()] = part
+        h[rows] = table_lookup(name, float(tau), flat)[: part.numel()].view(-1, *q2.shape[1:])
+    factor = torch.as_tensor(kwn["alpha_Rs"] / rs, dtype=x.dtype, device=x.device)
+    h.mul_(factor.reshape(-1, *([1] * (x.ndim - 1))))
+    return h * dx, h.mul_(dy)
 
 
 #: Profiles that apply atan2 / pow to their parameters: evaluated through ``_call_lane_aligned``.
@@ -152,9 +138,9 @@ def ray_shoot_sparse(
 
     A profile is evaluated only on the samples where its strength is non-zero (e.g. a subhalo of mass 0
     contributes exactly 0), which changes no value but saves the time of the absent subhaloes. With
-    ``radial_table`` the NFW/TNFW deflections are interpolated from exact per-sample tables (radial_alpha).
+    ``radial_table`` the NFW/TNFW deflections are interpolated from exact tables (radial_alpha).
     """
-    ax, ay, _ = deflection_sparse(x, y, lens_model_list, kwargs_list, radial_table)
+    ax, ay = deflection_sparse(x, y, lens_model_list, kwargs_list, radial_table)
     b = max((v.shape[0] for kw in kwargs_list for v in kw.values() if v.ndim >= 1), default=x.shape[0])
     if ax is None:
         return x.expand(b, *x.shape[1:]).clone(), y.expand(b, *x.shape[1:]).clone()
@@ -167,23 +153,12 @@ def deflection_sparse(
     lens_model_list: Sequence[str],
     kwargs_list: Sequence[Mapping[str, Tensor]],
     radial_table: bool = True,
-    shear_apart: bool = False,
-) -> tuple[Tensor | None, Tensor | None, tuple[Tensor, Tensor] | None]:
-    """Summed deflection (B, H, W) of the profiles (None if there is none), see ``ray_shoot_sparse``.
-
-    With ``shear_apart`` a SHEAR about (0, 0) is not added but returned as its (gamma1, gamma2) of shape
-    (B,): it is linear in theta, so the caller can fold it into the source-grid mapping.
-    """
+) -> tuple[Tensor | None, Tensor | None]:
+    """Summed deflection (B, H, W) of the profiles (None if there is none), see ``ray_shoot_sparse``."""
     b = max((v.shape[0] for kw in kwargs_list for v in kw.values() if v.ndim >= 1), default=x.shape[0])
     shape = (b, *x.shape[1:])
     ax = ay = None  # the summed deflection, accumulated in place
-    shear: tuple[Tensor, Tensor] | None = None
     for name, kw in zip(lens_model_list, kwargs_list):
-        if name == "SHEAR" and shear_apart and _centred(kw, ("ra_0", "dec_0")):
-            g1 = _t(kw["gamma1"], x.dtype, x.device).expand(b)
-            g2 = _t(kw["gamma2"], x.dtype, x.device).expand(b)
-            shear = (g1, g2) if shear is None else (shear[0] + g1, shear[1] + g2)
-            continue
         strength = kw.get(_STRENGTH.get(name, ""))
         rows = None
         if strength is not None and not bool((strength != 0).all()):
@@ -218,11 +193,7 @@ def deflection_sparse(
             n_rows = rows.numel()
             ax.index_add_(0, rows, dax.expand(n_rows, *x.shape[1:]))
             ay.index_add_(0, rows, day.expand(n_rows, *x.shape[1:]))
-    return ax, ay, shear
-
-
-def _centred(kw: Mapping[str, Tensor], keys: Sequence[str]) -> bool:
-    return all(k not in kw or not bool((torch.as_tensor(kw[k]) != 0).any()) for k in keys)
+    return ax, ay
 
 
 def _add_shear(ax: Tensor, ay: Tensor, x: Tensor, y: Tensor, kw: Mapping[str, Tensor]) -> None:
@@ -247,57 +218,6 @@ def _grid_affine(sources: SourceGrids) -> tuple[np.ndarray, np.ndarray]:
     a = np.stack([np.stack([sign * cos, sign * sin], -1), np.stack([-sin, cos], -1)], -2)
     centre = np.stack([np.asarray(sources.center_x, float), np.asarray(sources.center_y, float)], -1)
     return a, -np.einsum("bij,bj->bi", a, centre)
-
-
-def sample_sources(
-    bx: Tensor, by: Tensor, sources: SourceGrids, src_f: Tensor, src_fv: Tensor
-) -> Tensor:
-    """Bilinear samples (B, 2, H, W) of (f, f v) at source-plane positions (B, H, W); 0 outside the grids."""
-    dtype, device = bx.dtype, bx.device
-    a, c = _grid_affine(sources)
-    coef = torch.as_tensor(np.concatenate([a, c[..., None]], -1), dtype=dtype, device=device)
-    grid = torch.empty((*bx.shape, 2), dtype=dtype, device=device)
-    for j in range(2):  # g_j = A_j0 bx + A_j1 by + c_j, written straight into the grid tensor
-        out = grid[..., j]
-        torch.mul(bx, coef[:, j, 0, None, None], out=out)
-        out.addcmul_(by, coef[:, j, 1, None, None]).add_(coef[:, j, 2, None, None])
-    src = torch.stack((src_f, src_fv), dim=1)
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def sample_sources_lensed(
-    coords: Tensor,
-    ax: Tensor | None,
-    ay: Tensor | None,
-    shear: tuple[Tensor, Tensor] | None,
-    sources: SourceGrids,
-    src_f: Tensor,
-    src_fv: Tensor,
-) -> Tensor:
-    """``sample_sources`` at beta = theta - Gamma theta - alpha, for the square grid theta = (coords[j],
-    coords[i]) of pixel (i, j), a shear Gamma = [[g1, g2], [g2, -g1]] about (0, 0) and the other
-    deflections (ax, ay) (B, H, W): g = A (I - Gamma) theta + c - A alpha, three passes per grid axis.
-    """
-    dtype, device = coords.dtype, coords.device
-    a, c = _grid_affine(sources)
-    b = a.shape[0]
-    m = a
-    if shear is not None:
-        g1, g2 = (t.detach().to(torch.float64).cpu().numpy() for t in shear)
-        one_minus_gamma = np.stack([np.stack([1 - g1, -g2], -1), np.stack([-g2, 1 + g1], -1)], -2)
-        m = np.einsum("bij,bjk->bik", a, one_minus_gamma)
-    coef = torch.as_tensor(np.concatenate([m, c[..., None], -a], -1), dtype=dtype, device=device)
-    n = coords.shape[0]
-    grid = torch.empty((b, n, n, 2), dtype=dtype, device=device)
-    row, col = coords.reshape(1, 1, n), coords.reshape(1, n, 1)
-    for j in range(2):
-        k = coef[:, j, :, None, None]  # (B, 5, 1, 1): M_j0, M_j1, c_j, -A_j0, -A_j1
-        out = grid[..., j]
-        torch.add(row * k[:, 0], torch.addcmul(k[:, 2], col, k[:, 1]), out=out)  # (B,1,n) + (B,n,1)
-        if ax is not None:
-            out.addcmul_(ax, k[:, 3]).addcmul_(ay, k[:, 4])
-    src = torch.stack((src_f, src_fv), dim=1)
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _convolve_valid(img: Tensor, kernel: np.ndarray) -> Tensor:
@@ -402,8 +322,6 @@ def render_torch(
     The rays go straight to source-grid coordinates (``torch_grid.source_grid_coordinates``); the batch is
     reordered internally so that the samples with a subhalo come first (the returned order is the input's).
     """
-    from lensml.sim.backends.torch_grid import source_grid_coordinates
-
     dt = resolve_dtype(dtype)
     coords = torch.as_tensor(
         image_coordinates(

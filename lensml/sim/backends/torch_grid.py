@@ -11,7 +11,7 @@ coefficients folded in float64 on the parameters:
 - ``SIE``: the two rotated-frame terms atan2(k x', psi + s) and atanh(k y' / (psi + q^2 s)); the rotation
   back to the sky and the factor b / k go into the coefficients (lenstronomy's NIE with s = 1e-10 arcsec,
   conventions as ``torch_deflections.alpha_sie``).
-- ``NFW`` / ``TNFW``: |alpha| / R from an exact per-sample table (``radial_ratio``), times (dx, dy).
+- ``NFW`` / ``TNFW``: |alpha| / R from a universal exact table (``radial_ratio``), times (dx, dy).
 - any other profile (``SIS``, ``EPL``): its deflection from ``torch_backend.deflection_sparse``.
 
 Profiles are evaluated only on the samples where their strength is non-zero (a prefix of the batch when
@@ -127,7 +127,7 @@ def _sie_terms(rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, Tenso
 
 
 #: ln(R / Rs) range and size of the universal NFW / TNFW tables (step 0.008 in ln x: relative error ~1e-5)
-_LN_X_LO, _LN_X_HI, RADIAL_TABLE_SIZE = math.log(1e-6), math.log(1e8), 4096
+LN_X_LO, LN_X_HI, RADIAL_TABLE_SIZE = math.log(1e-6), math.log(1e8), 4096
 _TABLES: dict[tuple[str, float, str, str], tuple[Tensor, Tensor]] = {}
 
 
@@ -142,13 +142,27 @@ def _radial_table(name: str, tau: float, dtype: torch.dtype, device: torch.devic
 
     key = (name, tau, str(dtype), str(device))
     if key not in _TABLES:
-        x = torch.exp(torch.linspace(_LN_X_LO, _LN_X_HI, RADIAL_TABLE_SIZE, dtype=torch.float64))
+        x = torch.exp(torch.linspace(LN_X_LO, LN_X_HI, RADIAL_TABLE_SIZE, dtype=torch.float64))
         kw = {"Rs": 1.0, "alpha_Rs": 1.0} | ({"r_trunc": key[1]} if name == "TNFW" else {})
         ax, _ = PROFILES[name](x, torch.zeros_like(x), **kw)
         ln_h = torch.log(torch.clamp(ax / x, min=1e-300))
         slope = torch.diff(ln_h, append=ln_h[-1:])  # ln_h[k + 1] - ln_h[k]
         _TABLES[key] = (ln_h.to(dtype=dtype, device=device), slope.to(dtype=dtype, device=device))
     return _TABLES[key]
+
+
+def table_lookup(name: str, tau: float, q2: Tensor) -> Tensor:
+    """h(x) of profile ``name`` (r_trunc / Rs = ``tau``) at ``q2 = (x / 1e-6)^2``, x = R / Rs, from the table.
+
+    ``q2`` is a flat contiguous buffer, overwritten (padding elements included: give zeros there); the
+    table coordinate is ln(q2) / (2 step), clamped to the table (lenstronomy's core below x = 1e-6).
+    """
+    ln_h, slope = _radial_table(name, tau, q2.dtype, q2.device)
+    step = (LN_X_HI - LN_X_LO) / (RADIAL_TABLE_SIZE - 1)
+    t = q2.log_().mul_(0.5 / step).clamp_(0.0, RADIAL_TABLE_SIZE - 1.000001)
+    i0 = t.int()  # t >= 0: truncation is the floor (int32 indices: index_select is the fast gather)
+    w = t.frac_()
+    return ln_h.index_select(0, i0).addcmul_(w, slope.index_select(0, i0)).exp_()
 
 
 def _outer_square(rays: _Rays, out: Tensor, cx: np.ndarray, cy: np.ndarray, scale: np.ndarray) -> None:
@@ -160,7 +174,7 @@ def _outer_square(rays: _Rays, out: Tensor, cx: np.ndarray, cy: np.ndarray, scal
     torch.add(row[:, None, :], col[:, :, None], out=rays.view(out))
 
 
-def _tau_key(kw: Mapping[str, np.ndarray]) -> np.ndarray:
+def tau_key(kw: Mapping[str, np.ndarray]) -> np.ndarray:
     """r_trunc / Rs per sample, rounded to 12 significant digits (0 for NFW): the radial table's key."""
     if "r_trunc" not in kw:
         return np.zeros(np.shape(kw["Rs"]))
@@ -175,20 +189,14 @@ def radial_ratio(name: str, rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[
     (R,) arrays of Rs, alpha_Rs, center_x, center_y (and r_trunc for TNFW, with one r_trunc / Rs).
     """
     rs = np.maximum(kw["Rs"], 1e-7)  # lenstronomy: Rs >= 1e-7 arcsec
-    taus = _tau_key(kw)
+    taus = tau_key(kw)
     tau = float(taus[0])
     if not bool((taus == tau).all()):
         raise ValueError("radial_ratio: the samples must share r_trunc / Rs; call it per value.")
-    ln_h, slope = _radial_table(name, tau, rays.coords.dtype, rays.coords.device)
-    step = (_LN_X_HI - _LN_X_LO) / (RADIAL_TABLE_SIZE - 1)
-    # table coordinate t = (ln(R / Rs) - ln x_lo) / step = ln(R^2 / (Rs x_lo)^2) / (2 step)
     t = rays.new()
-    _outer_square(rays, t, kw["center_x"], kw["center_y"], 1.0 / (rs * math.exp(_LN_X_LO)) ** 2)
-    t.log_().mul_(0.5 / step).clamp_(0.0, RADIAL_TABLE_SIZE - 1.000001)
-    i0 = t.int()  # t >= 0: truncation is the floor (int32 indices: index_select is the fast gather)
-    w = t.frac_()
-    out = ln_h.index_select(0, i0).addcmul_(w, slope.index_select(0, i0))
-    return out.exp_(), kw["alpha_Rs"] / rs
+    _outer_square(rays, t, kw["center_x"], kw["center_y"], 1.0 / (rs * math.exp(LN_X_LO)) ** 2)
+    out = table_lookup(name, tau, t)
+    return out, kw["alpha_Rs"] / rs
 
 
 def source_grid_coordinates(
@@ -227,7 +235,7 @@ def source_grid_coordinates(
         if rows.size == 0:
             continue
         if name in ("NFW", "TNFW"):  # one universal table per r_trunc / Rs
-            taus = _tau_key({k: v[rows] for k, v in kw.items()})
+            taus = tau_key({k: v[rows] for k, v in kw.items()})
             for tau in np.unique(taus):
                 part = rows[taus == tau]
                 _add_profile(g_v, b, coords, affine[part], name, part, {k: v[part] for k, v in kw.items()})
@@ -272,7 +280,7 @@ def _add_profile(
 
         yy, xx = torch.meshgrid(coords, coords, indexing="ij")
         kw_t = {k: torch.as_tensor(v, dtype=dtype, device=dev) for k, v in kw.items()}
-        ax, ay, _ = deflection_sparse(xx[None], yy[None], [name], [kw_t])
+        ax, ay = deflection_sparse(xx[None], yy[None], [name], [kw_t])
         _accumulate(g_v, rows, b, [(ax, -a_rows[:, :, 0]), (ay, -a_rows[:, :, 1])])
 
 
