@@ -117,6 +117,8 @@ def check_range(
 
 def draw(spec: Any, rng: np.random.Generator) -> float:
     """One draw from the prior ``spec`` (already validated) with ``rng``."""
+    if spec.__class__ is dict and spec["dist"] == "uniform":  # the common case first (per-sample hot path)
+        return float(rng.uniform(spec["low"], spec["high"]))
     if _is_number(spec):
         return float(spec)
     dist = spec["dist"]
