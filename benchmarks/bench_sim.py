@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--n-torch", type=int, default=128, help="samples per torch block (64x64)")
     parser.add_argument("--n-ref", type=int, default=8, help="samples per lenstronomy block (64x64)")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="blocks per measurement; the best is kept"
+        "--repeats", type=int, default=5, help="blocks per measurement; the best is kept"
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
