@@ -450,6 +450,9 @@ class LensSimulator(Simulator):
             "velocity": np.zeros((b, n, n), np.float32),
             "mask": np.zeros((b, n, n), bool),
         }
+        # samples with a subhalo first: the torch backend then needs no reordering copy of its own
+        order = np.argsort([not d.present for d in draws], kind="stable")
+        draws = [draws[i] for i in order]
         kwargs = self.lens_kwargs(draws)
         options: dict[str, Any] = {}
         array, dtype = "numpy", None
@@ -471,7 +474,7 @@ class LensSimulator(Simulator):
                 **options,
             )
             for key in out:
-                out[key][idx] = res[key]
+                out[key][order[idx]] = res[key]
         return out
 
     def sample_batch(self, seed: int, split: str, indices: Sequence[int]) -> dict[str, np.ndarray]:

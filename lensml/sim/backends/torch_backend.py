@@ -298,6 +298,8 @@ def _sparse_order(lens_model_list: Sequence[str], kwargs_lens: Sequence[Mapping[
         s = np.asarray(strength.detach().cpu() if isinstance(strength, Tensor) else strength)
         if s.ndim == 1 and not bool((s != 0).all()):
             order = np.argsort(s == 0, kind="stable")
+    if order is not None and bool((order == np.arange(order.size)).all()):
+        return None  # already ordered
     return order
 
 
