@@ -18,16 +18,21 @@ def clean_errors(fn: F) -> F:
     """Turn a ``LensmlError`` (bad config value, bad file) into one clear line on stderr and exit code 2.
 
     Put it *under* ``@hydra.main`` so Hydra's own traceback printing never sees the expected errors;
-    unexpected exceptions still show their full traceback.
+    unexpected exceptions still show their full traceback. A non-zero ``int`` returned by ``fn`` becomes the
+    process's exit code (the batch CLIs return 1 when some files failed); other return values (e.g. the
+    validation AUC that Hydra sweepers read) are passed through.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except LensmlError as exc:
             log.debug("lensml error", exc_info=True)
             print(f"\nlensml: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        if type(result) is int and result != 0:
+            sys.exit(result)
+        return result
 
     return wrapper  # type: ignore[return-value]

@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 from tqdm import tqdm
 
+from lensml.cli import clean_errors
 from lensml.data.download import CANONICAL_LIST, download_maps, read_plateifu_list
 from lensml.errors import LensmlError
 
@@ -45,10 +46,9 @@ def run(cfg: DictConfig) -> int:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="download_manga")
-def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+@clean_errors
+def main(cfg: DictConfig) -> int:
+    return run(cfg)  # 1 when some files failed: the process's exit code
 
 
 if __name__ == "__main__":

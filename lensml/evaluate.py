@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lensml.analysis.scoring import Run, load_run, score_runs
 from lensml.analysis.summarise import by_variant, summarise_condition
 from lensml.atomic_io import save_npz, write_json
+from lensml.cli import clean_errors
 from lensml.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def summary_lines(metrics: dict[str, Any]) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@clean_errors
 def main(cfg: DictConfig) -> None:
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))

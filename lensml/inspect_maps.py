@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from lensml.cli import clean_errors
 from lensml.data.maps_reader import resolve_maps_target
 from lensml.data.quality import UsableCriteria, quality_row, write_quality_summary
 from lensml.errors import LensmlError
@@ -39,10 +40,9 @@ def run(cfg: DictConfig) -> int:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="inspect_maps")
-def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+@clean_errors
+def main(cfg: DictConfig) -> int:
+    return run(cfg)  # 1 when some files failed: the process's exit code
 
 
 if __name__ == "__main__":

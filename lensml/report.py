@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from lensml.analysis import plots
 from lensml.atomic_io import save_figure, write_text
+from lensml.cli import clean_errors
 
 log = logging.getLogger(__name__)
 
@@ -884,6 +885,7 @@ def _reproduce(r: Report, name: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@clean_errors
 def main(cfg: DictConfig) -> None:
     path = build_report(Path(cfg.summary_dir), Path(cfg.out_dir), str(cfg.name))
     print(f"report written: {path}", flush=True)

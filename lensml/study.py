@@ -37,6 +37,7 @@ from tqdm import tqdm
 from lensml.analysis import summarise as summ
 from lensml.analysis.scoring import Run, compose_train_config, load_run, score_runs
 from lensml.atomic_io import save_npz, write_json
+from lensml.cli import clean_errors
 from lensml.data.cache import cache_config, config_hash, generate_cache, physics_config
 from lensml.errors import ConfigError
 
@@ -348,6 +349,7 @@ def _val_curve(path: Path) -> list[float]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="study")
+@clean_errors
 def main(cfg: DictConfig) -> None:
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))

@@ -32,3 +32,16 @@ def test_train_refuses_impossible_physics_before_training(tmp_path: Path, overri
     assert "Traceback" not in res.stderr
     assert "Epoch 0" not in res.stderr + res.stdout  # refused before any training step
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_evaluate_refuses_an_empty_run_list_with_one_line(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "lensml.evaluate", f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "lensml: error:" in res.stderr and "runs=[] is empty" in res.stderr
+    assert "Traceback" not in res.stderr
