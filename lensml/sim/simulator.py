@@ -450,7 +450,7 @@ class LensSimulator(Simulator):
             "velocity": np.zeros((b, n, n), np.float32),
             "mask": np.zeros((b, n, n), bool),
         }
-        # samples with a subhalo first: the torch backend then needs no reordering copy of its own
+        # samples with a subhalo first: the torch backend then adds the subhalo terms in place (no copies)
         order = np.argsort([not d.present for d in draws], kind="stable")
         draws = [draws[i] for i in order]
         kwargs = self.lens_kwargs(draws)

@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lensml.sim.backends.torch_deflections import _epl_series_terms
-from lensml.sim.backends.torch_grid import LN_X_LO, PAD, source_grid_coordinates, table_lookup, tau_key
+from lensml.sim.backends.torch_grid import (
+    LN_X_LO,
+    PAD,
+    STRENGTH,
+    source_grid_coordinates,
+    table_lookup,
+    tau_key,
+)
 from lensml.sim.backends.torch_lens import PROFILES
 from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.sim.render import SourceGrids
@@ -22,8 +29,6 @@ from lensml.sim.render import SourceGrids
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Radial profiles whose deflection is interpolated from exact tables (``radial_alpha``).
 RADIAL_TABLE_PROFILES: tuple[str, ...] = ("NFW", "TNFW")
-#: Keyword that sets a profile's strength: rows where it is 0 deflect by exactly 0 and are skipped.
-_STRENGTH = {"SIS": "theta_E", "SIE": "theta_E", "EPL": "theta_E", "NFW": "alpha_Rs", "TNFW": "alpha_Rs"}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -34,13 +39,6 @@ def _t(a: object, dtype: torch.dtype, device: torch.device | str) -> Tensor:
     if isinstance(a, Tensor):
         return a.to(dtype=dtype, device=device)
     return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
-
-
-def lens_kwargs_torch(
-    kwargs_lens: Sequence[Mapping[str, object]], dtype: torch.dtype, device: torch.device | str
-) -> list[dict[str, Tensor]]:
-    """Batch-first lenstronomy kwargs (floats or (B,) arrays) as tensors."""
-    return [{k: _t(v, dtype, device) for k, v in kw.items()} for kw in kwargs_lens]
 
 
 def radial_alpha(name: str, x: Tensor, y: Tensor, kw: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -159,7 +157,7 @@ def deflection_sparse(
     shape = (b, *x.shape[1:])
     ax = ay = None  # the summed deflection, accumulated in place
     for name, kw in zip(lens_model_list, kwargs_list):
-        strength = kw.get(_STRENGTH.get(name, ""))
+        strength = kw.get(STRENGTH.get(name, ""))
         rows = None
         if strength is not None and not bool((strength != 0).all()):
             rows = torch.nonzero(strength != 0).flatten()
@@ -288,28 +286,6 @@ def observe_torch(
     return f, velocity, mask
 
 
-def _sparse_order(lens_model_list: Sequence[str], kwargs_lens: Sequence[Mapping[str, object]]) -> np.ndarray:
-    """Batch order that puts the samples where the last sparse profile (e.g. the subhalo) is present first."""
-    order = None
-    for name, kw in zip(lens_model_list, kwargs_lens):
-        strength = kw.get(_STRENGTH.get(name, ""))
-        if strength is None:
-            continue
-        s = np.asarray(strength.detach().cpu() if isinstance(strength, Tensor) else strength)
-        if s.ndim == 1 and not bool((s != 0).all()):
-            order = np.argsort(s == 0, kind="stable")
-    if order is not None and bool((order == np.arange(order.size)).all()):
-        return None  # already ordered
-    return order
-
-
-def _take(v: object, order: np.ndarray) -> object:
-    if isinstance(v, Tensor):
-        return v[torch.as_tensor(order, device=v.device)] if v.ndim else v
-    a = np.asarray(v)
-    return a[order] if a.ndim else a
-
-
 def render_torch(
     sources: SourceGrids,
     lens_model_list: Sequence[str],
@@ -321,8 +297,8 @@ def render_torch(
 ) -> dict[str, np.ndarray]:
     """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays.
 
-    The rays go straight to source-grid coordinates (``torch_grid.source_grid_coordinates``); the batch is
-    reordered internally so that the samples with a subhalo come first (the returned order is the input's).
+    The rays go straight to source-grid coordinates (``torch_grid.source_grid_coordinates``). Batches that
+    put the samples with a subhalo first (as the simulator does) skip a copy per subhalo term.
     """
     dt = resolve_dtype(dtype)
     coords = torch.as_tensor(
@@ -336,20 +312,14 @@ def render_torch(
         device=device,
     )
     a, c = _grid_affine(sources)
-    order = _sparse_order(lens_model_list, kwargs_lens)
-    if order is not None:
-        kwargs_lens = [{k: _take(v, order) for k, v in kw.items()} for kw in kwargs_lens]
-        a, c = a[order], c[order]
     with torch.inference_mode():
         src_f = _t(sources.flux, dt, device)
         src = torch.stack((src_f, src_f * _t(sources.velocity_kms, dt, device)), dim=1)
-        if order is not None:
-            src = src[torch.as_tensor(order, device=src.device)]
         grid = source_grid_coordinates(coords, lens_model_list, kwargs_lens, a, c)
         sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
-        out = {"flux": f.to(torch.float32), "velocity": v.to(torch.float32), "mask": m}
-        if order is not None:
-            inverse = torch.as_tensor(np.argsort(order), device=f.device)
-            out = {k: t[inverse] for k, t in out.items()}
-    return {k: t.cpu().numpy() for k, t in out.items()}
+    return {
+        "flux": f.to(torch.float32).cpu().numpy(),
+        "velocity": v.to(torch.float32).cpu().numpy(),
+        "mask": m.cpu().numpy(),
+    }
