@@ -53,27 +53,13 @@ def _rate(fn, n: int, repeats: int = 2) -> tuple[float, float]:
 
 def imsim_loop(sim, seed: int, indices: list[int]) -> None:
     """Plain lenstronomy: per image, ImageModel.image (flux) + TracerModelSource.tracer_model (velocity)."""
-    from lenstronomy.Data.imaging_data import ImageData
-    from lenstronomy.Data.psf import PSF
-    from lenstronomy.ImSim.tracer_model import TracerModelSource
-    from lenstronomy.LensModel.lens_model import LensModel
     from lenstronomy.LightModel.light_model import LightModel
 
-    inst = sim.instrument
-    n, pix = inst.n_pix, inst.pixel_scale_arcsec
-    data = ImageData(
-        image_data=np.zeros((n, n)),
-        ra_at_xy_0=-(n - 1) / 2 * pix,
-        dec_at_xy_0=-(n - 1) / 2 * pix,
-        transform_pix2angle=np.diag([pix, pix]),
-    )
-    model = TracerModelSource(
-        data,
-        PSF(psf_type="PIXEL", kernel_point_source=inst.psf_kernel),
-        lens_model_class=LensModel(sim.lens_model_list),
-        source_model_class=LightModel(["INTERPOL"]),
-        tracer_source_class=LightModel(["INTERPOL"]),
-        kwargs_numerics=dict(supersampling_factor=inst.supersample, supersampling_convolution=False),
+    from lensml.sim.backends.lenstronomy_backend import tracer_image_model
+
+    pix = sim.instrument.pixel_scale_arcsec
+    model = tracer_image_model(
+        sim.instrument, sim.lens_model_list, LightModel(["INTERPOL"]), LightModel(["INTERPOL"])
     )
     for i in indices:
         draw, rng = sim.draw(seed, "train", i)

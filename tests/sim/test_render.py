@@ -201,11 +201,9 @@ def test_rotation_and_flip_move_both_channels(backend):
 
 def test_velocity_matches_lenstronomy_tracer_model():
     """Independent reference: lenstronomy's TracerModelSource renders conv(f v) / conv(f) itself."""
-    from lenstronomy.Data.imaging_data import ImageData
-    from lenstronomy.Data.psf import PSF
-    from lenstronomy.ImSim.tracer_model import TracerModelSource
-    from lenstronomy.LensModel.lens_model import LensModel
     from lenstronomy.LightModel.light_model import LightModel
+
+    from lensml.sim.backends.lenstronomy_backend import tracer_image_model
 
     n, pix, sup = 48, 0.06, 2
     kernel = gaussian_psf_kernel(0.15, pix)
@@ -218,21 +216,7 @@ def test_velocity_matches_lenstronomy_tracer_model():
     kw_light = [dict(amp=10.0, sigma=0.12, e1=0.2, e2=0.0, center_x=0.05, center_y=0.03)]
     tracer = LightModel(["GAUSSIAN"])  # a smooth 'velocity' field: 250 exp(-r^2 / 2 0.25^2) - 50 (km/s)
     kw_tracer = [dict(amp=250.0 * 2 * np.pi * 0.25**2, sigma=0.25, center_x=0.25, center_y=-0.1)]
-
-    data = ImageData(
-        image_data=np.zeros((n, n)),
-        ra_at_xy_0=-(n - 1) / 2 * pix,
-        dec_at_xy_0=-(n - 1) / 2 * pix,
-        transform_pix2angle=np.diag([pix, pix]),
-    )
-    model = TracerModelSource(
-        data,
-        PSF(psf_type="PIXEL", kernel_point_source=kernel),
-        lens_model_class=LensModel(LENSES),
-        source_model_class=light,
-        tracer_source_class=tracer,
-        kwargs_numerics=dict(supersampling_factor=sup, supersampling_convolution=False),
-    )
+    model = tracer_image_model(Instrument(n, pix, sup, kernel), LENSES, light, tracer)
     v_ref = model.tracer_model(kw_tracer, kw_lens, kw_light) - 50.0
     f_ref = (
         model.image(kwargs_lens=kw_lens, kwargs_source=kw_light) / pix**2

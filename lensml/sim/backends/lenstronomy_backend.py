@@ -73,3 +73,36 @@ def render_lenstronomy(
         fv_sub = bilinear_sample(src_fv, gx, gy).reshape(xx.shape)
         flux[b], velocity[b], mask[b] = observe_numpy(f_sub, fv_sub, instrument, mask_frac_of_peak)
     return {"flux": flux, "velocity": velocity, "mask": mask}
+
+
+def tracer_image_model(
+    instrument: Instrument, lens_model_list: Sequence[str], source_light: object, tracer_light: object
+):  # noqa: ANN201 - lenstronomy TracerModelSource
+    """lenstronomy's own image simulation of the same physics: a ``TracerModelSource`` on the detector grid.
+
+    ``image(kwargs_lens=..., kwargs_source=...)`` gives the flux per pixel, ``tracer_model(...)`` the
+    flux-weighted tracer (velocity) through the PSF; ``source_light`` and ``tracer_light`` are lenstronomy
+    ``LightModel`` objects; the grid (``instrument.n_pix`` pixels of ``pixel_scale_arcsec``, centred on 0),
+    PSF kernel and supersampling come from ``instrument``. The independent reference of the velocity tests
+    and the "ImSim loop" of ``benchmarks/bench_sim.py``.
+    """
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.tracer_model import TracerModelSource
+    from lenstronomy.LensModel.lens_model import LensModel
+
+    n, pix = instrument.n_pix, instrument.pixel_scale_arcsec
+    data = ImageData(
+        image_data=np.zeros((n, n)),
+        ra_at_xy_0=-(n - 1) / 2 * pix,
+        dec_at_xy_0=-(n - 1) / 2 * pix,
+        transform_pix2angle=np.diag([pix, pix]),
+    )
+    return TracerModelSource(
+        data,
+        PSF(psf_type="PIXEL", kernel_point_source=instrument.psf_kernel),
+        lens_model_class=LensModel(list(lens_model_list)),
+        source_model_class=source_light,
+        tracer_source_class=tracer_light,
+        kwargs_numerics=dict(supersampling_factor=instrument.supersample, supersampling_convolution=False),
+    )
