@@ -28,10 +28,8 @@ from typing import Any
 
 import numpy as np
 
-#: Scalar disk parameters, each of shape (B,).
-DISK_PARAMS: tuple[str, ...] = (
-    "center_x",
-    "center_y",
+#: The disk's own parameters, each drawn from its prior in this order (``source_priors``).
+DISK_SHAPE_PARAMS: tuple[str, ...] = (
     "inclination_deg",
     "position_angle_deg",
     "scale_radius_arcsec",
@@ -39,6 +37,12 @@ DISK_PARAMS: tuple[str, ...] = (
     "r_turn_arcsec",
     "v_sys_kms",
     "sigma0_kms",
+)
+#: Scalar disk parameters, each of shape (B,).
+DISK_PARAMS: tuple[str, ...] = (
+    "center_x",
+    "center_y",
+    *DISK_SHAPE_PARAMS,
     "bulge_amp",
     "bulge_r_eff_arcsec",
     "bulge_sersic_n",

@@ -25,6 +25,7 @@ from lensml.sim.render import SourceGrids, bilinear_sample, grid_units
 from lensml.sources.disk import (
     CLUMP_PARAMS,
     DISK_PARAMS,
+    DISK_SHAPE_PARAMS,
     disk_extent_arcsec,
     disk_maps,
     disk_maps_on_grid,
@@ -161,15 +162,7 @@ class SourceSampler:
         self, c: Mapping[str, Any], rng: np.random.Generator, cx: float, cy: float
     ) -> dict[str, Any]:
         p: dict[str, Any] = {"center_x": cx, "center_y": cy}
-        for name in (
-            "inclination_deg",
-            "position_angle_deg",
-            "scale_radius_arcsec",
-            "v_max_kms",
-            "r_turn_arcsec",
-            "v_sys_kms",
-            "sigma0_kms",
-        ):
+        for name in DISK_SHAPE_PARAMS:
             p[name] = draw(c[name], rng)
         has_bulge = rng.uniform() < draw(c["p_bulge"], rng)
         amp = draw(c["bulge_amp"], rng)
