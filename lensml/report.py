@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +78,28 @@ def _cond_label(name: str, overrides: Sequence[str]) -> str:
     return f"`{name}`" + (f" ({', '.join(overrides)})" if overrides else "")
 
 
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table: the header cells, a separator, then one line per row of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def comparison_table(
     cond_sums: Mapping[str, Any], a: str, b: str, labels: Mapping[str, str] | None = None
 ) -> str:
     """Markdown: per condition, AUC and recall@FPR5% of a and b (95 % CI) and the paired b - a."""
-    rows = [
-        f"| test condition | AUC {a} | AUC {b} | ΔAUC ({b} − {a}) | recall@5%FPR {a} | recall@5%FPR {b} "
-        f"| Δrecall | verdict (AUC) |",
-        "|---|---|---|---|---|---|---|---|",
+    header = [
+        "test condition",
+        f"AUC {a}",
+        f"AUC {b}",
+        f"ΔAUC ({b} − {a})",
+        f"recall@5%FPR {a}",
+        f"recall@5%FPR {b}",
+        "Δrecall",
+        "verdict (AUC)",
     ]
+    rows = []
     for cname, c in cond_sums.items():
         va, vb = c["variants"].get(a), c["variants"].get(b)
         comp = next((x for x in c["comparisons"] if x["a"] == a and x["b"] == b), None)
@@ -94,20 +107,26 @@ def comparison_table(
             continue
         label = (labels or {}).get(cname) or _cond_label(cname, c.get("overrides", []))
         rows.append(
-            f"| {label} | {fmt_ci(va['auc'])} | {fmt_ci(vb['auc'])} | {fmt_ci(comp['auc'], True)} | "
-            f"{fmt_ci(va['recall_at_fpr5'])} | {fmt_ci(vb['recall_at_fpr5'])} | "
-            f"{fmt_ci(comp['recall_at_fpr5'], True)} | {verdict(comp['auc'])} |"
+            [
+                label,
+                fmt_ci(va["auc"]),
+                fmt_ci(vb["auc"]),
+                fmt_ci(comp["auc"], True),
+                fmt_ci(va["recall_at_fpr5"]),
+                fmt_ci(vb["recall_at_fpr5"]),
+                fmt_ci(comp["recall_at_fpr5"], True),
+                verdict(comp["auc"]),
+            ]
         )
-    return "\n".join(rows)
+    return md_table(header, rows)
 
 
 def variants_table(cond_sums: Mapping[str, Any], variants: Sequence[str]) -> str:
-    head = "| test condition | " + " | ".join(f"AUC {v}" for v in variants) + " |"
-    rows = [head, "|" + "---|" * (len(variants) + 1)]
+    rows = []
     for cname, c in cond_sums.items():
         cells = [fmt_ci(c["variants"][v]["auc"]) if v in c["variants"] else "–" for v in variants]
-        rows.append(f"| {_cond_label(cname, c.get('overrides', []))} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+        rows.append([_cond_label(cname, c.get("overrides", [])), *cells])
+    return md_table(["test condition", *(f"AUC {v}" for v in variants)], rows)
 
 
 def reference_of(cname: str, cond_sums: Mapping[str, Any], default: str) -> str:
@@ -120,10 +139,7 @@ def reference_of(cname: str, cond_sums: Mapping[str, Any], default: str) -> str:
 def degradation_table(cond_sums: Mapping[str, Any], ref: str, variants: Sequence[str]) -> str:
     """AUC drop from each condition's reference (``reference_of``), per variant (point values; intervals in
     the other tables)."""
-    rows = [
-        "| test condition | reference | " + " | ".join(f"AUC drop {v}" for v in variants) + " |",
-        "|" + "---|" * (len(variants) + 2),
-    ]
+    rows = []
     default = ref
     for cname, c in cond_sums.items():
         ref = reference_of(cname, cond_sums, default)
@@ -133,8 +149,8 @@ def degradation_table(cond_sums: Mapping[str, Any], ref: str, variants: Sequence
         for v in variants:
             r, e = cond_sums[ref]["variants"].get(v), c["variants"].get(v)
             cells.append(f"{r['auc']['value'] - e['auc']['value']:+.3f}" if r and e else "–")
-        rows.append(f"| {_cond_label(cname, c.get('overrides', []))} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+        rows.append([_cond_label(cname, c.get("overrides", [])), *cells])
+    return md_table(["test condition", "reference", *(f"AUC drop {v}" for v in variants)], rows)
 
 
 def own_runs(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -474,22 +490,33 @@ def _signal(r: Report) -> None:
         "reach; `max` = largest single-pixel |delta|/sigma. Medians [10th, 90th percentiles].\n"
     )
     for noise, block in res["noise"].items():
-        rows = [
-            f"**noise={noise}**\n",
-            "| M200 bin [M_sun] | flux S/N | velocity S/N | flux max/σ | velocity max/σ "
-            "| max abs Δflux / peak | max abs Δv [km/s] |",
-            "|---|---|---|---|---|---|---|",
+        header = [
+            "M200 bin [M_sun]",
+            "flux S/N",
+            "velocity S/N",
+            "flux max/σ",
+            "velocity max/σ",
+            "max abs Δflux / peak",
+            "max abs Δv [km/s]",
         ]
+        rows = []
         for b in block["bins"]:
 
             def q(k: str, bb: Mapping[str, Any] = b) -> str:
                 return f"{bb[k]['median']:.3g} [{bb[k]['p10']:.2g}, {bb[k]['p90']:.2g}]"
 
             rows.append(
-                f"| {b['mass_bin']:.0e} | {q('flux_snr')} | {q('velocity_snr')} | {q('flux_max')} | "
-                f"{q('velocity_max')} | {q('flux_max_rel')} | {q('velocity_max_kms')} |"
+                [
+                    f"{b['mass_bin']:.0e}",
+                    q("flux_snr"),
+                    q("velocity_snr"),
+                    q("flux_max"),
+                    q("velocity_max"),
+                    q("flux_max_rel"),
+                    q("velocity_max_kms"),
+                ]
             )
-        r.add("\n".join(rows) + "\n")
+        r.add(f"**noise={noise}**\n\n" + md_table(header, rows) + "\n")
     nominal = res["noise"].get("nominal") or next(iter(res["noise"].values()))
     r.fig(
         "signal.png",
@@ -542,16 +569,15 @@ def _headline(r: Report) -> None:
     r.section("Study 1 — headline: baseline vs dual-stream per mass bin", h)
     r.add(comparison_table(h["conditions"], "baseline", "dual_stream"))
     rows = [
-        "\nPer-seed AUC (seed spread):\n",
-        "| test condition | baseline seeds | dual-stream seeds |",
-        "|---|---|---|",
+        [
+            f"`{cname}`",
+            fmt_seeds(c["variants"]["baseline"]["auc"]),
+            fmt_seeds(c["variants"]["dual_stream"]["auc"]),
+        ]
+        for cname, c in h["conditions"].items()
     ]
-    for cname, c in h["conditions"].items():
-        rows.append(
-            f"| `{cname}` | {fmt_seeds(c['variants']['baseline']['auc'])} | "
-            f"{fmt_seeds(c['variants']['dual_stream']['auc'])} |"
-        )
-    r.add("\n".join(rows) + "\n")
+    header = ["test condition", "baseline seeds", "dual-stream seeds"]
+    r.add("\nPer-seed AUC (seed spread):\n\n" + md_table(header, rows) + "\n")
     null = h.get("null_condition")
     if null:
         r.add(
@@ -561,15 +587,15 @@ def _headline(r: Report) -> None:
             "test sets share their negatives and every sample's lens and source; only the subhalo mass "
             f"changes). Paired AUC(bin) − AUC(`{null}`), same resampled indices:\n"
         )
-        rows = ["| test condition | baseline | dual-stream |", "|---|---|---|"]
-        for cname, c in h["conditions"].items():
-            vn = c.get("vs_null") or {}
-            if vn:
-                rows.append(
-                    f"| `{cname}` | {fmt_ci(vn.get('baseline'), True)} ({above(vn.get('baseline'))}) | "
-                    f"{fmt_ci(vn.get('dual_stream'), True)} ({above(vn.get('dual_stream'))}) |"
-                )
-        r.add("\n".join(rows) + "\n")
+        rows = [
+            [
+                f"`{cname}`",
+                *(f"{fmt_ci(vn.get(v), True)} ({above(vn.get(v))})" for v in ("baseline", "dual_stream")),
+            ]
+            for cname, c in h["conditions"].items()
+            if (vn := c.get("vs_null") or {})
+        ]
+        r.add(md_table(["test condition", "baseline", "dual-stream"], rows) + "\n")
     conds = h["conditions"]
     r.fig("roc_headline.png", plots.rocs_grid(conds, {k: k for k in conds}), "ROC curves per mass bin")
     r.fig("auc_vs_mass.png", plots.metric_vs_condition(conds, list(conds)), "AUC per mass bin")
@@ -595,10 +621,7 @@ def _sensitivity(r: Report) -> None:
     )
     dconds = [c for c in sens["conditions"] if any(c in v["vs_distance"] for v in sens["variants"].values())]
     r.fig("sensitivity.png", plots.sensitivity_figure(sens, dconds), "detection vs mass and distance")
-    rows = [
-        "| log10 M200 bin | " + " | ".join(f"rate {v} [95% CI] (n)" for v in sens["variants"]) + " |",
-        "|" + "---|" * (1 + len(sens["variants"])),
-    ]
+    rows = []
     first = next(iter(sens["variants"].values()))["vs_mass"]
     for i, (a, b) in enumerate(zip(first["edges"][:-1], first["edges"][1:])):
         cells = []
@@ -609,8 +632,9 @@ def _sensitivity(r: Report) -> None:
                 if c["rate"][i] is None
                 else f"{c['rate'][i]:.3f} [{c['lo'][i]:.3f}, {c['hi'][i]:.3f}] ({c['n'][i]})"
             )
-        rows.append(f"| {a:.2f}–{b:.2f} | " + " | ".join(cells) + " |")
-    r.add("\n".join(rows) + "\n")
+        rows.append([f"{a:.2f}–{b:.2f}", *cells])
+    header = ["log10 M200 bin", *(f"rate {v} [95% CI] (n)" for v in sens["variants"])]
+    r.add(md_table(header, rows) + "\n")
 
 
 def _robustness(r: Report) -> None:
@@ -659,17 +683,22 @@ def _mask_leak(r: Report) -> None:
     if not s:
         return
     r.section("Mask leak: what the velocity channel's zero region reveals", s)
-    rows = [
-        "| test condition | AUC of the mask statistic [95% CI] | negatives sharing one mask "
-        "| positives with a changed mask |",
-        "|---|---|---|---|",
+    header = [
+        "test condition",
+        "AUC of the mask statistic [95% CI]",
+        "negatives sharing one mask",
+        "positives with a changed mask",
     ]
-    for cname, e in s["mask_leak"].items():
-        rows.append(
-            f"| `{cname}` | {fmt_ci(e['auc'])} | {e['negatives_sharing_the_mask']:.3f} | "
-            f"{e['positives_with_changed_mask']:.3f} |"
-        )
-    r.add("\n".join(rows) + "\n")
+    rows = [
+        [
+            f"`{cname}`",
+            fmt_ci(e["auc"]),
+            f"{e['negatives_sharing_the_mask']:.3f}",
+            f"{e['positives_with_changed_mask']:.3f}",
+        ]
+        for cname, e in s["mask_leak"].items()
+    ]
+    r.add(md_table(header, rows) + "\n")
     r.add(
         "The validity mask is computed on the *noiseless* flux and the velocity map is exactly 0 outside it, "
         "so the velocity input carries a noiseless isophote (5 % of the peak) of the lensed image. When the "
@@ -697,16 +726,18 @@ def _ablations(
     r.add(variants_table(s["conditions"], variants) + "\n")
     r.add("Paired differences:\n")
     rows = [
-        "| test condition | comparison | ΔAUC [95% CI] | Δrecall@5%FPR | verdict |",
-        "|---|---|---|---|---|",
+        [
+            f"`{cname}`",
+            f"{comp['b']} − {comp['a']}",
+            fmt_ci(comp["auc"], True),
+            fmt_ci(comp["recall_at_fpr5"], True),
+            verdict(comp["auc"]),
+        ]
+        for cname, c in s["conditions"].items()
+        for comp in c["comparisons"]
     ]
-    for cname, c in s["conditions"].items():
-        for comp in c["comparisons"]:
-            rows.append(
-                f"| `{cname}` | {comp['b']} − {comp['a']} | {fmt_ci(comp['auc'], True)} | "
-                f"{fmt_ci(comp['recall_at_fpr5'], True)} | {verdict(comp['auc'])} |"
-            )
-    r.add("\n".join(rows) + "\n")
+    header = ["test condition", "comparison", "ΔAUC [95% CI]", "Δrecall@5%FPR", "verdict"]
+    r.add(md_table(header, rows) + "\n")
     checks = []
     for cname, c in s["conditions"].items():
         comp = next((x for x in c["comparisons"] if x["a"] == "baseline" and x["b"] == "dual_shuffled"), None)
@@ -768,20 +799,21 @@ def _near_real(r: Report) -> None:
     cases = nr.get("cases") or ["none", "on_arc", "off_arc"]
     for plateifu, g in nr["galaxies"].items():
         pos = g["subhalo_positions_arcsec"]
-        rows = [
+        title = (
             f"**{plateifu}** (subhalo on the arc at ({pos['on_arc']['x']:.2f}, {pos['on_arc']['y']:.2f}), "
-            f"off the arc at ({pos['off_arc']['x']:.2f}, {pos['off_arc']['y']:.2f}) arcsec)\n",
-            "| model | P(sub): none | " + " | ".join(f"ΔP: {c}" for c in cases if c != "none") + " |",
-            "|---" * (len(cases) + 1) + "|",
+            f"off the arc at ({pos['off_arc']['x']:.2f}, {pos['off_arc']['y']:.2f}) arcsec)\n"
+        )
+        moved = [c for c in cases if c != "none"]
+        rows = [
+            [
+                v,
+                f"{e['none']['mean']:.4f} ± {e['none']['std_noise']:.1e}",
+                *(f"{e[c]['mean'] - e['none']['mean']:+.1e}" for c in moved),
+            ]
+            for v, e in g["variants"].items()
         ]
-        for v, e in g["variants"].items():
-            p0 = e["none"]["mean"]
-            rows.append(
-                f"| {v} | {p0:.4f} ± {e['none']['std_noise']:.1e} | "
-                + " | ".join(f"{e[c]['mean'] - p0:+.1e}" for c in cases if c != "none")
-                + " |"
-            )
-        r.add("\n".join(rows) + "\n")
+        header = ["model", "P(sub): none", *(f"ΔP: {c}" for c in moved)]
+        r.add(title + "\n" + md_table(header, rows) + "\n")
         r.add(
             "ΔP = P(subhalo | case) − P(subhalo | no subhalo), same noise realisations."
             " Differences far below "
