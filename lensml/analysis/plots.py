@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -24,15 +24,21 @@ def color(variant: str) -> str:
     return COLORS.get(variant, f"C{abs(hash(variant)) % 10}")
 
 
+def _plot_rocs(
+    ax: plt.Axes, cond: Mapping[str, Any], label: Callable[[str, Mapping[str, Any]], str]
+) -> None:
+    """One thin ROC line per seed and variant (the first labelled ``label(variant, auc)``), and chance."""
+    for v, e in cond["variants"].items():
+        for k, roc in enumerate(e["roc"]):
+            name = label(v, e["auc"]) if k == 0 else None
+            ax.plot(roc["fpr"], roc["tpr"], color=color(v), lw=1, alpha=0.8, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+
+
 def roc_figure(cond: Mapping[str, Any], title: str = "") -> plt.Figure:
     """ROC curves of every variant of one condition summary (one thin line per seed)."""
     fig, ax = plt.subplots(figsize=(4.2, 4), dpi=DPI)
-    for v, e in cond["variants"].items():
-        for k, roc in enumerate(e["roc"]):
-            a = e["auc"]
-            label = f"{v}: AUC {a['value']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}]" if k == 0 else None
-            ax.plot(roc["fpr"], roc["tpr"], color=color(v), lw=1, alpha=0.8, label=label)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    _plot_rocs(ax, cond, lambda v, a: f"{v}: AUC {a['value']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}]")
     ax.axvline(0.05, color="grey", lw=0.6, ls="--")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
@@ -47,12 +53,7 @@ def rocs_grid(conds: Mapping[str, Mapping[str, Any]], titles: Mapping[str, str])
     n = len(conds)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.3), dpi=DPI, squeeze=False)
     for ax, (name, cond) in zip(axes[0], conds.items()):
-        for v, e in cond["variants"].items():
-            for k, roc in enumerate(e["roc"]):
-                a = e["auc"]
-                label = f"{v} {a['value']:.2f} [{a['ci'][0]:.2f},{a['ci'][1]:.2f}]" if k == 0 else None
-                ax.plot(roc["fpr"], roc["tpr"], color=color(v), lw=1, alpha=0.8, label=label)
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        _plot_rocs(ax, cond, lambda v, a: f"{v} {a['value']:.2f} [{a['ci'][0]:.2f},{a['ci'][1]:.2f}]")
         ax.set_title(titles.get(name, name), fontsize=9)
         ax.set_xlabel("FPR")
         ax.legend(fontsize=6, loc="lower right")
