@@ -13,15 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lensml.sim.backends.grid_terms import STRENGTH, tau_key
 from lensml.sim.backends.torch_deflections import _epl_series_terms
-from lensml.sim.backends.torch_grid import (
-    LN_X_LO,
-    PAD,
-    STRENGTH,
-    source_grid_coordinates,
-    table_lookup,
-    tau_key,
-)
+from lensml.sim.backends.torch_grid import LN_X_LO, PAD, source_grid_coordinates, table_lookup
 from lensml.sim.backends.torch_lens import PROFILES
 from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.sim.render import SourceGrids
@@ -294,28 +288,33 @@ def render_torch(
     mask_frac_of_peak: float = 0.05,
     device: str = "cpu",
     dtype: str | torch.dtype = "float32",
+    cpu_kernels: bool = True,
 ) -> dict[str, np.ndarray]:
     """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays.
 
-    The rays go straight to source-grid coordinates (``torch_grid.source_grid_coordinates``). Batches that
-    put the samples with a subhalo first (as the simulator does) skip a copy per subhalo term.
+    The rays go straight to source-grid coordinates: on the CPU in float32 with the compiled kernel
+    (``cpu_rays``, unless ``cpu_kernels=False`` or the lens list needs the general path), otherwise with
+    torch operations (``torch_grid.source_grid_coordinates``; batches that put the samples with a subhalo
+    first, as the simulator does, skip a copy per subhalo term).
     """
     dt = resolve_dtype(dtype)
-    coords = torch.as_tensor(
-        image_coordinates(
-            instrument.n_pix,
-            instrument.pixel_scale_arcsec,
-            instrument.supersample,
-            instrument.margin_pix,
-        ),
-        dtype=dt,
-        device=device,
+    coords64 = image_coordinates(
+        instrument.n_pix, instrument.pixel_scale_arcsec, instrument.supersample, instrument.margin_pix
     )
     a, c = _grid_affine(sources)
+    grid = None
+    if cpu_kernels and dt == torch.float32 and torch.device(device).type == "cpu":
+        from lensml.sim.backends.cpu_rays import source_grid_coordinates_cpu
+
+        grid = source_grid_coordinates_cpu(coords64, lens_model_list, kwargs_lens, a, c)
     with torch.inference_mode():
         src_f = _t(sources.flux, dt, device)
         src = torch.stack((src_f, src_f * _t(sources.velocity_kms, dt, device)), dim=1)
-        grid = source_grid_coordinates(coords, lens_model_list, kwargs_lens, a, c)
+        if grid is None:
+            coords = torch.as_tensor(coords64, dtype=dt, device=device)
+            grid = source_grid_coordinates(coords, lens_model_list, kwargs_lens, a, c)
+        else:
+            grid = torch.from_numpy(grid)
         sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
     return {

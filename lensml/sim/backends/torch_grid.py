@@ -32,12 +32,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lensml.sim.backends.torch_deflections import _MAX_ECC, _SIE_S_SCALE
+from lensml.sim.backends.grid_terms import (
+    active_rows,
+    fold_shear,
+    numpy_kwargs,
+    sie_terms,
+    tau_key,
+)
 
 #: Flat buffers are padded to a multiple of this many elements (SIMD block x up to 8 threads).
 PAD = 256
-#: Keyword that sets a profile's strength: samples where it is 0 contribute exactly 0 and are skipped.
-STRENGTH = {"SIS": "theta_E", "SIE": "theta_E", "EPL": "theta_E", "NFW": "alpha_Rs", "TNFW": "alpha_Rs"}
 
 
 class _Rays:
@@ -76,29 +80,12 @@ def _coef(a: np.ndarray, like: Tensor) -> Tensor:
     return torch.as_tensor(a, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
 
 
-def _np(v: object, b: int) -> np.ndarray:
-    a = v.detach().to(torch.float64).cpu().numpy() if isinstance(v, Tensor) else np.asarray(v, float)
-    return np.broadcast_to(a, (b,)).astype(np.float64) if a.ndim == 0 else a.astype(np.float64)
-
-
 def _sie_terms(rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, Tensor, np.ndarray]:
     """SIE per-ray terms (u, v) and the per-sample rotation R(-phi) (b / k) taking them to the sky frame."""
-    e1, e2 = kw["e1"], kw["e2"]
-    phi = np.arctan2(e2, e1) / 2
-    c = np.minimum(np.hypot(e1, e2), _MAX_ECC)
-    q = (1 - c) / (1 + c)
-    k = np.sqrt(4 * c / (1 + c) ** 2)
-    cos, sin = np.cos(phi), np.sin(phi)
-    cx, cy = kw.get("center_x", 0.0), kw.get("center_y", 0.0)
-    cx, cy = np.broadcast_to(cx, q.shape), np.broadcast_to(cy, q.shape)
-    b = kw["theta_E"] * np.sqrt(q)
-    s = _SIE_S_SCALE / np.sqrt(q)
-    small = k < 1e-3  # atan(k z) / k -> z (1 - (k z)^2 / 3), atanh(k z) / k -> z (1 + (k z)^2 / 3)
-    k_safe = np.where(small, 1.0, k)
-    # x' = (x - cx) cos + (y - cy) sin, y' = -(x - cx) sin + (y - cy) cos (frame of the major axis)
-    x0, y0 = -(cx * cos + cy * sin), cx * sin - cy * cos
-    xq = rays.outer(q * x0, q * cos, q * sin)  # q x'
-    yr = rays.outer(y0, -sin, cos)
+    t = sie_terms(kw)
+    q, s, k_safe, cos, sin = t.q, t.s, t.k_safe, t.cos, t.sin
+    xq = rays.outer(q * t.x0, q * cos, q * sin)  # q x'
+    yr = rays.outer(t.y0, -sin, cos)
     xq_v, yr_v = rays.view(xq), rays.view(yr)
     psi = rays.new()
     psi_v = rays.view(psi)
@@ -107,10 +94,11 @@ def _sie_terms(rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, Tenso
     den_x = rays.new()
     torch.add(psi_v, _coef(s, psi_v), out=rays.view(den_x))
     psi_v.add_(_coef(q * q * s, psi_v))  # psi + q^2 s
+    small = t.small
     if bool(small.any()):
         z1 = rays.view(xq).div(_coef(q, xq_v)).div_(rays.view(den_x))
         z2 = yr_v / psi_v
-        kz1, kz2 = z1 * _coef(k, z1), z2 * _coef(k, z2)
+        kz1, kz2 = z1 * _coef(t.k, z1), z2 * _coef(t.k, z2)
         series = (z1 * (1 - kz1 * kz1 / 3), z2 * (1 + kz2 * kz2 / 3))
     # u = atan2(k x', psi + s) = atan(k x' / (psi + s)) since psi + s > 0; v = atanh(k y' / (psi + q^2 s))
     xq_v.mul_(_coef(k_safe / q, xq_v))
@@ -121,9 +109,7 @@ def _sie_terms(rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, Tenso
         rows = _coef(small.astype(float), xq_v) > 0
         rays.view(u).copy_(torch.where(rows, series[0], rays.view(u)))
         rays.view(v).copy_(torch.where(rows, series[1], rays.view(v)))
-    scale = b / k_safe
-    rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2) * scale[:, None, None]
-    return u, v, rot
+    return u, v, t.rot
 
 
 #: ln(R / Rs) range and size of the universal NFW / TNFW tables (step 0.008 in ln x: relative error ~1e-5)
@@ -174,14 +160,6 @@ def _outer_square(rays: _Rays, out: Tensor, cx: np.ndarray, cy: np.ndarray, scal
     torch.add(row[:, None, :], col[:, :, None], out=rays.view(out))
 
 
-def tau_key(kw: Mapping[str, np.ndarray]) -> np.ndarray:
-    """r_trunc / Rs per sample, rounded to 12 significant digits (0 for NFW): the radial table's key."""
-    if "r_trunc" not in kw:
-        return np.zeros(np.shape(kw["Rs"]))
-    tau = kw["r_trunc"] / np.maximum(kw["Rs"], 1e-7)
-    return np.array([float(f"{t:.12g}") for t in tau])
-
-
 def radial_ratio(name: str, rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, np.ndarray]:
     """h(R / Rs) (flat buffer) and the per-sample factor alpha_Rs / Rs: |alpha|(R) / R = factor * h.
 
@@ -213,25 +191,12 @@ def source_grid_coordinates(
     The result is in ``coords``' dtype; the last axis is (g_x, g_y) as ``grid_sample`` reads it.
     """
     b = affine.shape[0]
-    m, c = affine.astype(np.float64).copy(), offset.astype(np.float64).copy()
-    todo = []
-    for name, kw in zip(lens_model_list, kwargs_lens):
-        kw = {k: _np(v, b) for k, v in kw.items()}
-        if name == "SHEAR":  # alpha = G (theta - theta_0): g = A (I - G) theta + A G theta_0 + c
-            g1, g2 = kw["gamma1"], kw["gamma2"]
-            shear = np.stack([np.stack([g1, g2], -1), np.stack([g2, -g1], -1)], -2)
-            a_g = np.einsum("bij,bjk->bik", affine, shear)
-            m -= a_g
-            theta0 = np.stack([kw.get("ra_0", np.zeros(b)), kw.get("dec_0", np.zeros(b))], -1)
-            c += np.einsum("bij,bj->bi", a_g, theta0)
-        else:
-            todo.append((name, kw))
+    m, c, todo = fold_shear(affine, offset, numpy_kwargs(lens_model_list, kwargs_lens, b))
     rays = _Rays(coords, b)
     g = [rays.outer(c[:, j], m[:, j, 0], m[:, j, 1]) for j in range(2)]
     g_v = [rays.view(t) for t in g]
     for name, kw in todo:
-        strength = kw.get(STRENGTH.get(name, ""))
-        rows = np.arange(b) if strength is None else np.flatnonzero(strength != 0)
+        rows = active_rows(name, kw, b)
         if rows.size == 0:
             continue
         if name in ("NFW", "TNFW"):  # one universal table per r_trunc / Rs
