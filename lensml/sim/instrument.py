@@ -142,39 +142,34 @@ def add_noise(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Noisy (flux, velocity) of a batch (B, N, N) of noiseless maps; sample b uses ``rngs[b]`` only.
 
-    The draws of one sample, in order: Poisson counts (N x N, from ``rngs[b]``), then the seed of a
-    ``torch.Generator`` that draws the standard normals of the background and of the velocity (2 x N x N,
-    float32; torch's normal sampler is several times faster than numpy's float64 one). The arithmetic is
-    vectorised over the batch. ``mask`` is the noiseless mask; with ``noise.mask_from="observed"`` the
-    velocity is zeroed outside ``observed_mask(noisy flux)`` instead (call ``observed_mask`` on the returned
-    flux to get that mask). Images with no positive flux are returned unchanged, with velocity 0.
+    One draw per sample: a 64-bit noise seed from ``rngs[b]``; every pixel's numbers then come from the
+    counter-based generator keyed by it (``lensml.sim.noise_draws``: exact Poisson counts, Box-Muller normals
+    for the background and the velocity), in one compiled pass over the batch. ``mask`` is the noiseless mask;
+    with ``noise.mask_from="observed"`` the velocity is zeroed outside ``observed_mask(noisy flux)`` instead
+    (call ``observed_mask`` on the returned flux to get that mask). Images with no positive flux are returned
+    unchanged, with velocity 0.
     """
-    import torch
+    from lensml.sim.noise_draws import noise_kernel
 
-    f = np.asarray(flux, dtype=np.float32)  # float32 throughout: the maps are float32
-    b, shape = f.shape[0], f.shape[1:]
-    peak = f.reshape(b, -1).max(axis=1)
-    lit = peak > 0
-    safe_peak = np.where(lit, peak, np.float32(1.0))[:, None, None]
-    noisy = f.copy()
-    normals = np.zeros((b, 2, *shape), np.float32)
-    for i, rng in enumerate(rngs):
-        if not lit[i]:
-            continue
-        if noise.peak_snr is not None:
-            scale = noise.peak_snr**2 / float(peak[i])
-            noisy[i] = rng.poisson(np.clip(f[i], 0.0, None) * scale) / scale
-        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
-        normals[i] = torch.randn((2, *shape), generator=gen).numpy()
-    if noise.background_sigma_frac > 0:
-        noisy += normals[:, 0] * (np.float32(noise.background_sigma_frac) * safe_peak)
-    v = np.asarray(velocity_kms, dtype=np.float32)
-    if noise.sigma_v_kms > 0:
-        ratio = safe_peak / np.clip(f, safe_peak * np.float32(1e-6), None)
-        sigma_v = np.sqrt(ratio) * np.float32(noise.sigma_v_kms)
-        sigma_v = np.minimum(sigma_v, np.float32(noise.sigma_v_max_kms))
-        v = v + normals[:, 1] * sigma_v
-    m = observed_mask(noisy, noise.mask_frac_of_peak) if noise.mask_from == "observed" else mask
-    out_v = np.where(m & lit[:, None, None], v, np.float32(0.0))
-    noisy[~lit] = f[~lit]
-    return noisy, out_v
+    f = np.ascontiguousarray(flux, dtype=np.float32)  # float32 throughout: the maps are float32
+    v = np.ascontiguousarray(velocity_kms, dtype=np.float32)
+    m = np.ascontiguousarray(mask, dtype=bool)
+    if len(rngs) != f.shape[0]:
+        raise ValueError(f"add_noise: {f.shape[0]} images but {len(rngs)} generators; give one per image.")
+    keys = np.array([rng.integers(0, 2**64, dtype=np.uint64) for rng in rngs], dtype=np.uint64)
+    out_f, out_v = np.empty_like(f), np.empty_like(f)
+    noise_kernel(
+        f,
+        v,
+        m,
+        keys,
+        float(noise.peak_snr) if noise.peak_snr is not None else 0.0,
+        float(noise.background_sigma_frac),
+        float(noise.sigma_v_kms),
+        float(noise.sigma_v_max_kms),
+        float(noise.mask_frac_of_peak),
+        noise.mask_from == "observed",
+        out_f,
+        out_v,
+    )
+    return out_f, out_v

@@ -49,7 +49,8 @@ SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 #: Version of the per-sample draw scheme and rendering arithmetic: bump it when sample i of (seed, split)
 #: changes, so that dataset caches made by an older version are refused (``lensml.data.cache``).
 #: 2: Gaussian noise from a per-sample torch.Generator; source-grid coordinates in one pass (torch_grid).
-SAMPLES_VERSION = 2
+#: 3: noise from a per-sample Philox key (lensml.sim.noise_draws); compiled CPU kernels (float32 rounding).
+SAMPLES_VERSION = 3
 
 SAMPLE_KEYS: tuple[str, ...] = (
     "flux",
