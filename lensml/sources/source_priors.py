@@ -209,17 +209,23 @@ class SourceSampler:
         array: str = "numpy",
         dtype: Any = None,
         device: Any = "cpu",
+        cpu_kernels: bool = True,
     ) -> list[tuple[np.ndarray, SourceGrids]]:
         """Source grids for a batch, grouped by kind: a list of (batch positions, SourceGrids).
 
-        ``array="torch"`` evaluates the analytic disks as torch tensors (``dtype``, ``device``) in one pass.
+        ``array="torch"`` evaluates the analytic disks for the torch backend (``dtype``, ``device``): in
+        float32 on the CPU with the compiled kernel (``disk_kernel``, unless ``cpu_kernels=False``; float32
+        numpy arrays), otherwise as torch tensors in one pass.
         """
         out = []
         disk_idx = np.array([i for i, s in enumerate(sources) if s.kind == "disk"], dtype=int)
         tmpl_idx = np.array([i for i, s in enumerate(sources) if s.kind == "template"], dtype=int)
         if disk_idx.size:
             out.append(
-                (disk_idx, self._disk_grids([sources[i] for i in disk_idx], array, dtype, device))
+                (
+                    disk_idx,
+                    self._disk_grids([sources[i] for i in disk_idx], array, dtype, device, cpu_kernels),
+                )
             )
         if tmpl_idx.size:
             lib = self.templates[split]
@@ -242,13 +248,17 @@ class SourceSampler:
         return out
 
     def _disk_grids(
-        self, sources: Sequence[SourceDraw], array: str, dtype: Any, device: Any
+        self, sources: Sequence[SourceDraw], array: str, dtype: Any, device: Any, cpu_kernels: bool
     ) -> SourceGrids:
         prm = _batch_params([s.params for s in sources])
         half = disk_extent_arcsec(prm, float(self.cfg["train"].get("grid_half_size_scale", 5.0)))
         m = self.grid_npix
         u = (np.arange(m) + 0.5) / m * 2.0 - 1.0  # pixel centres, align_corners=False
-        if array == "torch":
+        if array == "torch" and cpu_kernels and _is_cpu_float32(dtype, device):
+            from lensml.sources.disk_kernel import disk_grids_f32
+
+            flux, vel = disk_grids_f32(prm, half, m)
+        elif array == "torch":
             import torch
 
             tp = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in prm.items()}
@@ -268,6 +278,12 @@ class SourceSampler:
             center_y=prm["center_y"],
             half_size_arcsec=half,
         )
+
+
+def _is_cpu_float32(dtype: Any, device: Any) -> bool:
+    import torch
+
+    return dtype in (torch.float32, "float32") and torch.device(device).type == "cpu"
 
 
 def _batch_params(params: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
