@@ -292,18 +292,21 @@ def render_torch(
 ) -> dict[str, np.ndarray]:
     """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays.
 
-    The rays go straight to source-grid coordinates: on the CPU in float32 with the compiled kernel
-    (``cpu_rays``, unless ``cpu_kernels=False`` or the lens list needs the general path), otherwise with
-    torch operations (``torch_grid.source_grid_coordinates``; batches that put the samples with a subhalo
-    first, as the simulator does, skip a copy per subhalo term).
+    The rays go straight to source-grid coordinates, ``grid_sample`` reads both channels, then the block
+    average, the PSF and the mask. On the CPU in float32 (unless ``cpu_kernels=False``) the ray shooting
+    and the observation run in compiled kernels (``cpu_rays``, ``cpu_observe``) where they support the lens
+    list and the instrument; otherwise torch operations do (``torch_grid.source_grid_coordinates``, batches
+    that put the samples with a subhalo first, as the simulator does, skip a copy per subhalo term;
+    ``observe_torch``).
     """
     dt = resolve_dtype(dtype)
     coords64 = image_coordinates(
         instrument.n_pix, instrument.pixel_scale_arcsec, instrument.supersample, instrument.margin_pix
     )
     a, c = _grid_affine(sources)
+    compiled = cpu_kernels and dt == torch.float32 and torch.device(device).type == "cpu"
     grid = None
-    if cpu_kernels and dt == torch.float32 and torch.device(device).type == "cpu":
+    if compiled:
         from lensml.sim.backends.cpu_rays import source_grid_coordinates_cpu
 
         grid = source_grid_coordinates_cpu(coords64, lens_model_list, kwargs_lens, a, c)
@@ -316,6 +319,12 @@ def render_torch(
         else:
             grid = torch.from_numpy(grid)
         sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if compiled:
+            from lensml.sim.backends import cpu_observe
+
+            if cpu_observe.supports(instrument):
+                f, v, m = cpu_observe.observe_cpu(sub.numpy(), instrument, mask_frac_of_peak)
+                return {"flux": f, "velocity": v, "mask": m}
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
     return {
         "flux": f.to(torch.float32).cpu().numpy(),
