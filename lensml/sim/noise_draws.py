@@ -4,14 +4,18 @@ Each pixel draws its own numbers from Philox4x32-10 (``lensml.sim.philox``) keye
 noise seed, so a sample's noise depends on that seed only (not on the batch, the order or the machine):
 
 - counter ``(pixel, 0, 0, 0)``: words 0, 1 give two standard normals by the Box-Muller transform (the
-  Gaussian background and the velocity noise); words 2, 3 give the first (U, V) pair of the Poisson draw.
-- counter ``(pixel, 1, r, 0)``, r = 0, 1, ...: two more (U, V) pairs each, for the rare rejected draws.
+  Gaussian background and the velocity noise); words 2, 3 give the first (U, V) pair of the Poisson draw
+  (U alone for inversion).
+- counter ``(pixel, 1, r, 0)``, r = 0, 1, ...: two more (U, V) pairs each, for rejected PTRS attempts.
 
 Poisson counts are exact: for a mean ``lam >= 10`` Hörmann's transformed rejection with squeeze (PTRS,
 Hörmann 1993, "The transformed rejection method for generating Poisson random variables", the algorithm of
-numpy's ``Generator.poisson``); below 10, inversion of the cumulative distribution in float64. The first PTRS
-attempt (accepted ~90 % of the time) runs in a SIMD loop over the image; rejections and small means finish
-in a scalar loop. Words become uniforms as ``(w + 0.5) 2^-32``, never 0 or 1.
+numpy's ``Generator.poisson``), attempts in the order above; below 10, inversion of the cumulative
+distribution in float64. Words become uniforms as ``(w + 0.5) 2^-32``, never 0 or 1. ``poisson_reference``
+draws one count the plain sequential way; the kernel gets the same counts (tested) with SIMD loops: all
+pixels take their first attempt together, then the pixels that need more are copied into short contiguous
+lists (inversion; the full PTRS test; further attempts, round after round) that are again processed in
+SIMD loops.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from lensml.sim.backends.simd_math import F32, exp_f64, lgamma_f64, log_f32, log
 from lensml.sim.philox import UNIT, philox4x32
 
 _U64 = np.uint64
+_LOW32 = _U64(0xFFFFFFFF)
 #: Means below this use inversion; PTRS needs lam >= 10.
 PTRS_MIN_MEAN = 10.0
-_INVERSION_MAX_K = 10_000
-#: Inversion steps taken in the SIMD pass (the scalar pass finishes the rare longer searches).
+#: Inversion steps taken in the SIMD loop (a scalar loop finishes the rare longer searches).
 _INVERSION_SIMD_STEPS = 16
+_INVERSION_MAX_K = 100_000
 
 
 @inline
@@ -41,51 +46,124 @@ def _ptrs_shape(lam: float) -> tuple[float, float, float, float]:
 
 
 @inline
-def _ptrs_candidate(
-    lam: float, b: float, a: float, w_u: np.uint64, w_v: np.uint64
-) -> tuple[float, float, float]:
-    """The candidate count k of one PTRS attempt from words (w_u, w_v), with us = 0.5 - |U| and V."""
+def _ptrs_attempt(lam: float, w_u: np.uint64, w_v: np.uint64) -> tuple[float, bool, bool]:
+    """One PTRS attempt of mean ``lam`` (>= 10) from words (w_u, w_v): (candidate k, quick accept, accept).
+
+    Branch-free (it vectorises); ln and ln Gamma from ``simd_math`` (errors ~1e-15).
+    """
+    b, a, inv_alpha, v_r = _ptrs_shape(lam)
     u = (float(w_u) + 0.5) * UNIT - 0.5
     v = (float(w_v) + 0.5) * UNIT
     us = 0.5 - abs(u)
-    return math.floor((2.0 * a / us + b) * u + lam + 0.43), us, v
-
-
-@inline
-def _ptrs_accepts(lam: float, k: float, us: float, v: float, a: float, b: float, inv_alpha: float) -> bool:
-    """The full PTRS test of candidate k (after the quick acceptance ``us >= 0.07 and v <= v_r`` failed).
-
-    Branch-free (it vectorises); ``lam >= 10``. ln Gamma and ln by ``simd_math`` (errors ~1e-15).
-    """
+    k = math.floor((2.0 * a / us + b) * u + lam + 0.43)
+    quick = (us >= 0.07) & (v <= v_r)
     k_safe = max(k, 0.0)
     lhs = log_f64(v) + log_f64(inv_alpha) - log_f64(a / (us * us) + b)
     rhs = -lam + k_safe * log_f64(lam) - lgamma_f64(k_safe + 1.0)
-    return (k >= 0.0) & ~((us < 0.013) & (v > us)) & (lhs <= rhs)
+    full = (k >= 0.0) & ~((us < 0.013) & (v > us)) & (lhs <= rhs)
+    return k, quick, quick | full
+
+
+@inline
+def _inversion(lam: float, u: float, steps: int) -> float:
+    """Smallest k <= ``steps`` with u <= P(X <= k) for X ~ Poisson(lam), or -1 if k > ``steps``."""
+    p = exp_f64(-lam)
+    cdf = p
+    k = 0.0
+    for j in range(1, steps + 1):  # a fixed trip count (SIMD); k counts the partial sums below u
+        k += 1.0 if u > cdf else 0.0
+        p = p * (lam * (1.0 / j))
+        cdf += p
+    return k if u <= cdf else -1.0
+
+
+@inline
+def _inversion_search(lam: float, u: float) -> float:
+    """Smallest k with u <= P(X <= k) for X ~ Poisson(lam): the same partial sums, stopping when found."""
+    p = exp_f64(-lam)
+    cdf = p
+    k = 0
+    while u > cdf and k < _INVERSION_MAX_K:
+        k += 1
+        p = p * (lam * (1.0 / k))
+        cdf += p
+    return float(k)
 
 
 @kernel
-def _poisson_rest(lam: float, u: float, pixel: int, k0: np.uint64, k1: np.uint64) -> float:
-    """The Poisson draws the SIMD pass left: inversion from uniform ``u`` (lam < 10), or PTRS attempts from
-    stream 1 (lam >= 10, its first attempt was rejected)."""
-    if lam < PTRS_MIN_MEAN:  # smallest k with P(X <= k) >= u; the same arithmetic as the SIMD pass
-        p = exp_f64(-lam)
-        cdf = p
-        k = 0
-        while u > cdf and k < _INVERSION_MAX_K:
-            k += 1
-            p = p * (lam * (1.0 / k))
-            cdf += p
-        return float(k)
-    b, a, inv_alpha, v_r = _ptrs_shape(lam)
+def poisson_reference(lam: float, key: np.uint64, pixel: int) -> float:
+    """One exact Poisson count of mean ``lam``, drawn the plain sequential way (for tests and reference).
+
+    ``key`` is the sample's noise seed and ``pixel`` the flat pixel index; the numbers follow the module
+    docstring, so the count equals the one ``noise_kernel`` draws for that pixel.
+    """
+    k0, k1 = key & _LOW32, key >> _U64(32)
+    w = philox4x32(_U64(pixel), _U64(0), _U64(0), _U64(0), k0, k1)
+    if lam < PTRS_MIN_MEAN:
+        return _inversion_search(lam, (float(w[2]) + 0.5) * UNIT)
+    k, _, ok = _ptrs_attempt(lam, w[2], w[3])
     r = _U64(0)
-    while True:
+    while not ok:
         w = philox4x32(_U64(pixel), _U64(1), r, _U64(0), k0, k1)
-        k, us, v = _ptrs_candidate(lam, b, a, w[0], w[1])
-        if (us >= 0.07 and v <= v_r) or _ptrs_accepts(lam, k, us, v, a, b, inv_alpha):
-            return k
-        k, us, v = _ptrs_candidate(lam, b, a, w[2], w[3])
-        if (us >= 0.07 and v <= v_r) or _ptrs_accepts(lam, k, us, v, a, b, inv_alpha):
-            return k
+        k, _, ok = _ptrs_attempt(lam, w[0], w[1])
+        if not ok:
+            k, _, ok = _ptrs_attempt(lam, w[2], w[3])
+        r += _U64(1)
+    return k
+
+
+@inline
+def _poisson_rounds(
+    lam: np.ndarray,
+    counts: np.ndarray,
+    words: np.ndarray,
+    n: int,
+    k0: np.uint64,
+    k1: np.uint64,
+    work: np.ndarray,
+    work_w: np.ndarray,
+) -> None:
+    """counts[p] for every pixel p whose first attempt left it at -1 (``poisson_reference``'s numbers).
+
+    ``work`` (6, n) float64 and ``work_w`` (2, n) uint64 are scratch: two compacted lists (small means for
+    inversion; PTRS), each of pixel index, mean, words and result.
+    """
+    s_idx, s_lam, s_k, a_idx, a_lam, a_k = work[0], work[1], work[2], work[3], work[4], work[5]
+    s_w, a_w = work_w[0], work_w[1]
+    m_s = 0
+    m_a = 0
+    for p in range(n):  # branch-free compaction: always write, advance where the pixel belongs
+        need = counts[p] < 0.0
+        small = lam[p] < PTRS_MIN_MEAN
+        s_idx[m_s], s_lam[m_s], s_w[m_s] = p, lam[p], words[p]
+        a_idx[m_a], a_lam[m_a], a_w[m_a] = p, lam[p], words[p]
+        m_s += 1 if need & small else 0
+        m_a += 1 if need & ~small else 0
+    for t in range(m_s):  # inversion, the first steps (SIMD)
+        s_k[t] = _inversion(s_lam[t], (float(s_w[t] & _LOW32) + 0.5) * UNIT, _INVERSION_SIMD_STEPS)
+    for t in range(m_s):
+        if s_k[t] < 0.0:  # a longer search
+            s_k[t] = _inversion_search(s_lam[t], (float(s_w[t] & _LOW32) + 0.5) * UNIT)
+        counts[int(s_idx[t])] = s_k[t]
+    for t in range(m_a):  # PTRS: the full test of the first attempt (SIMD)
+        k, _, ok = _ptrs_attempt(a_lam[t], a_w[t] & _LOW32, a_w[t] >> _U64(32))
+        a_k[t] = k if ok else -1.0
+    r = _U64(0)
+    m = m_a
+    while m > 0:  # further attempts, two per round, on the pixels still rejected
+        left = 0
+        for t in range(m):
+            if a_k[t] >= 0.0:
+                counts[int(a_idx[t])] = a_k[t]
+            else:
+                a_idx[left], a_lam[left] = a_idx[t], a_lam[t]
+                left += 1
+        m = left
+        for t in range(m):
+            w = philox4x32(_U64(a_idx[t]), _U64(1), r, _U64(0), k0, k1)
+            k, _, ok = _ptrs_attempt(a_lam[t], w[0], w[1])
+            k2, _, ok2 = _ptrs_attempt(a_lam[t], w[2], w[3])
+            a_k[t] = k if ok else (k2 if ok2 else -1.0)
         r += _U64(1)
 
 
@@ -112,9 +190,11 @@ def noise_kernel(
     """
     n_b, h, w = flux.shape
     n = h * w
+    lam = np.empty(n, np.float64)
     counts = np.empty(n, np.float64)
-    uniform = np.empty(n, np.float64)
-    mask32 = _U64(0xFFFFFFFF)
+    words = np.empty(n, np.uint64)
+    work = np.empty((6, n), np.float64)
+    work_w = np.empty((2, n), np.uint64)
     for i in range(n_b):
         f = flux[i].reshape(n)
         v_in = velocity[i].reshape(n)
@@ -128,44 +208,27 @@ def noise_kernel(
                 f_out[p] = f[p]
                 v_out[p] = F32(0.0)
             continue
-        k0, k1 = keys[i] & mask32, keys[i] >> _U64(32)
+        k0, k1 = keys[i] & _LOW32, keys[i] >> _U64(32)
         scale = peak_snr * peak_snr / float(peak) if peak_snr > 0.0 else 0.0
         bg = F32(background_sigma_frac) * peak
         floor = peak * F32(1e-6)
         sv, sv_max = F32(sigma_v_kms), F32(sigma_v_max_kms)
-        for p in range(n):  # SIMD: normals, the first PTRS attempt (accepted ~90 %), the velocity noise
+        for p in range(n):  # SIMD: the normals, the velocity noise, the first Poisson attempt
             w0, w1, w2, w3 = philox4x32(_U64(p), _U64(0), _U64(0), _U64(0), k0, k1)
             u1 = F32((float(w0) + 0.5) * UNIT)
             u2 = F32((float(w1) + 0.5) * UNIT)
             r = F32(math.sqrt(F32(-2.0) * log_f32(u1)))
             s, c = sincos_2pi_f32(u2)
-            lam = float(max(f[p], F32(0.0))) * scale
-            lam_c = max(lam, PTRS_MIN_MEAN)  # PTRS constants are computed for every lane
-            b, a, inv_alpha, v_r = _ptrs_shape(lam_c)
-            k, us, v = _ptrs_candidate(lam_c, b, a, w2, w3)
-            quick = (us >= 0.07) & (v <= v_r)
-            accept = (lam >= PTRS_MIN_MEAN) & (quick | _ptrs_accepts(lam_c, k, us, v, a, b, inv_alpha))
-            # lam < 10: inversion, k = #{j : u > P(X <= j)}, the first steps here
-            u = (float(w2) + 0.5) * UNIT
-            lam_s = min(lam, PTRS_MIN_MEAN)
-            prob = exp_f64(-lam_s)
-            cdf = prob
-            k_inv = 0.0
-            for j in range(1, _INVERSION_SIMD_STEPS + 1):
-                k_inv += 1.0 if u > cdf else 0.0
-                prob = prob * (lam_s * (1.0 / j))
-                cdf += prob
-            small_done = (lam < PTRS_MIN_MEAN) & (u <= cdf)
-            counts[p] = k if accept else (k_inv if small_done else -1.0)
-            uniform[p] = u
             f_out[p] = r * c * bg
             sigma = min(F32(math.sqrt(peak / max(f[p], floor))) * sv, sv_max)
             v_out[p] = v_in[p] + r * s * sigma
+            mean = float(max(f[p], F32(0.0))) * scale
+            k, quick, _ = _ptrs_attempt(max(mean, PTRS_MIN_MEAN), w2, w3)  # full test: later, if needed
+            lam[p] = mean
+            counts[p] = k if quick & (mean >= PTRS_MIN_MEAN) else -1.0
+            words[p] = w2 | (w3 << _U64(32))
         if scale > 0.0:
-            for p in range(n):  # scalar: rejected attempts and small means (inversion)
-                if counts[p] < 0.0:
-                    lam = float(max(f[p], F32(0.0))) * scale
-                    counts[p] = _poisson_rest(lam, uniform[p], p, k0, k1)
+            _poisson_rounds(lam, counts, words, n, k0, k1, work, work_w)
             for p in range(n):
                 f_out[p] = F32(counts[p] / scale) + f_out[p]
         else:
