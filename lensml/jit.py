@@ -37,14 +37,19 @@ def kernel_sources() -> tuple[Path, ...]:
     return tuple(sorted({Path(__file__).resolve(), *found}))
 
 
+def source_digest(paths: tuple[Path, ...]) -> str:
+    """A short hash of the names and contents of ``paths``."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @functools.cache
 def cache_dir() -> Path:
     """The kernel cache folder of this exact set of kernel sources (see the module docstring)."""
-    digest = hashlib.sha256()
-    for path in kernel_sources():
-        digest.update(path.relative_to(_PACKAGE).as_posix().encode())
-        digest.update(path.read_bytes())
-    tag = digest.hexdigest()[:16]
+    tag = source_digest(kernel_sources())
     if os.environ.get("NUMBA_CACHE_DIR"):
         return Path(os.environ["NUMBA_CACHE_DIR"]) / f"lensml-{tag}"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

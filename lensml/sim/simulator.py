@@ -328,6 +328,9 @@ class LensSimulator(Simulator):
         self.chunk_size = (
             _number(sim, "chunk_size", "sim", 1, integer=True) if sim.get("chunk_size") else 0
         )
+        self.cpu_kernels = sim.get("cpu_kernels", True)
+        if not isinstance(self.cpu_kernels, bool):
+            raise ConfigError(f"sim.cpu_kernels={self.cpu_kernels!r} must be true or false.")
         self.sources = SourceSampler(cfg["source"], self.z_source, self.cosmology)
         self.n_pix = self.instrument.n_pix
         self.pixel_scale_arcsec = self.instrument.pixel_scale_arcsec
@@ -460,9 +463,11 @@ class LensSimulator(Simulator):
         if self.backend == "torch":
             import torch
 
-            options = {"device": self.device, "dtype": self.dtype}
+            options = {"device": self.device, "dtype": self.dtype, "cpu_kernels": self.cpu_kernels}
             array, dtype = "torch", getattr(torch, self.dtype)
-        groups = self.sources.grids([d.source for d in draws], split, array, dtype, self.device)
+        groups = self.sources.grids(
+            [d.source for d in draws], split, array, dtype, self.device, self.cpu_kernels
+        )
         for idx, grids in groups:
             sub_kwargs = [{k: v[idx] for k, v in kw.items()} for kw in kwargs]
             res = render_lensed(

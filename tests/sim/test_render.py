@@ -9,7 +9,14 @@ from lensml.sim.instrument import Instrument, gaussian_psf_kernel
 from lensml.sim.render import SourceGrids, render_lensed
 from lensml.sources.disk import disk_maps
 
-BACKENDS = ("torch", "lenstronomy")
+#: backend id -> render_lensed options: the torch backend with its compiled CPU kernels (default on the CPU in
+#: float32) and with torch operations only, and the lenstronomy reference
+OPTIONS = {
+    "torch": dict(backend="torch"),
+    "torch-ops": dict(backend="torch", cpu_kernels=False),
+    "lenstronomy": dict(backend="lenstronomy"),
+}
+BACKENDS = tuple(OPTIONS)
 LENSES = ["SIE", "SHEAR", "TNFW"]
 
 
@@ -74,10 +81,11 @@ def _instrument(**kw) -> Instrument:
     return Instrument(**base)
 
 
-def test_backends_agree_to_1e_4_of_peak():
+@pytest.mark.parametrize("backend", ["torch", "torch-ops"])
+def test_backends_agree_to_1e_4_of_peak(backend):
     src, inst = _disk_grids(3), _instrument()
     a = render_lensed(src, LENSES, _kwargs(3), inst, backend="lenstronomy")
-    b = render_lensed(src, LENSES, _kwargs(3), inst, backend="torch")
+    b = render_lensed(src, LENSES, _kwargs(3), inst, **OPTIONS[backend])
     peak = a["flux"].max(axis=(1, 2), keepdims=True)
     assert np.abs(a["flux"] - b["flux"]).max() / peak.min() < 1e-4
     both = a["mask"] & b["mask"]
@@ -104,7 +112,7 @@ def test_uniform_source_gives_uniform_image(backend):
     # surface brightness is conserved by lensing; the PSF margin keeps the edges right
     b, m = 2, 16
     src = SourceGrids(np.full((b, m, m), 2.5), np.zeros((b, m, m)), 0.0, 0.0, 50.0)
-    out = render_lensed(src, LENSES, _kwargs(b, alpha_rs=0.05), _instrument(), backend=backend)
+    out = render_lensed(src, LENSES, _kwargs(b, alpha_rs=0.05), _instrument(), **OPTIONS[backend])
     np.testing.assert_allclose(out["flux"], 2.5, rtol=2e-6)
     assert out["mask"].all()
 
@@ -114,7 +122,7 @@ def test_uniform_source_gives_uniform_image(backend):
 def test_constant_velocity_is_exact_inside_mask(backend, velocity_grid):
     src = _disk_grids(2, velocity=np.float64(-137.25))
     out = render_lensed(
-        src, LENSES, _kwargs(2), _instrument(velocity_grid=velocity_grid), backend=backend
+        src, LENSES, _kwargs(2), _instrument(velocity_grid=velocity_grid), **OPTIONS[backend]
     )
     assert out["mask"].sum() > 100
     np.testing.assert_allclose(out["velocity"][out["mask"]], -137.25, rtol=2e-6)
@@ -124,9 +132,9 @@ def test_constant_velocity_is_exact_inside_mask(backend, velocity_grid):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_zero_mass_subhalo_is_identical_to_none(backend):
     src, inst = _disk_grids(2), _instrument()
-    with_zero = render_lensed(src, LENSES, _kwargs(2, alpha_rs=0.0), inst, backend=backend)
-    without = render_lensed(src, LENSES[:2], _kwargs(2)[:2], inst, backend=backend)
-    with_sub = render_lensed(src, LENSES, _kwargs(2, alpha_rs=0.02), inst, backend=backend)
+    with_zero = render_lensed(src, LENSES, _kwargs(2, alpha_rs=0.0), inst, **OPTIONS[backend])
+    without = render_lensed(src, LENSES[:2], _kwargs(2)[:2], inst, **OPTIONS[backend])
+    with_sub = render_lensed(src, LENSES, _kwargs(2, alpha_rs=0.02), inst, **OPTIONS[backend])
     for key in ("flux", "velocity", "mask"):
         np.testing.assert_array_equal(with_zero[key], without[key])
     assert np.abs(with_sub["flux"] - without["flux"]).max() > 1e-3 * without["flux"].max()
@@ -136,8 +144,8 @@ def test_zero_mass_subhalo_is_identical_to_none(backend):
 def test_flipping_source_velocity_flips_lensed_velocity_exactly(backend):
     src, inst = _disk_grids(2), _instrument(velocity_grid=24)
     flipped = SourceGrids(src.flux, -src.velocity_kms, src.center_x, src.center_y, src.half_size_arcsec)
-    a = render_lensed(src, LENSES, _kwargs(2), inst, backend=backend)
-    b = render_lensed(flipped, LENSES, _kwargs(2), inst, backend=backend)
+    a = render_lensed(src, LENSES, _kwargs(2), inst, **OPTIONS[backend])
+    b = render_lensed(flipped, LENSES, _kwargs(2), inst, **OPTIONS[backend])
     np.testing.assert_array_equal(a["flux"], b["flux"])
     np.testing.assert_array_equal(a["velocity"], -b["velocity"])
     assert np.abs(a["velocity"]).max() > 50
@@ -158,7 +166,7 @@ def test_sis_ring_sits_at_theta_e(backend):
         ["SIS"],
         [dict(theta_E=np.array([theta_e]), center_x=np.zeros(1), center_y=np.zeros(1))],
         inst,
-        backend=backend,
+        **OPTIONS[backend],
     )
     f = out["flux"][0]
     c = (np.arange(64) - 31.5) * 0.05
@@ -181,7 +189,7 @@ def test_rotation_and_flip_move_both_channels(backend):
     vel = np.where(flux > 0, 100.0, 0.0)
     lens = [dict(theta_E=np.zeros(1), center_x=np.zeros(1), center_y=np.zeros(1))]
     inst = Instrument(n_pix=32, pixel_scale_arcsec=0.05, supersample=2, psf_kernel=None)
-    kw = dict(backend=backend, mask_frac_of_peak=0.5)
+    kw = dict(**OPTIONS[backend], mask_frac_of_peak=0.5)
 
     def centroid(src: SourceGrids) -> tuple[float, float]:
         out = render_lensed(src, ["SIS"], lens, inst, **kw)
@@ -199,7 +207,8 @@ def test_rotation_and_flip_move_both_channels(backend):
     assert x2 == pytest.approx(-x0, abs=0.02) and abs(y2) < 0.02
 
 
-def test_velocity_matches_lenstronomy_tracer_model():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_velocity_matches_lenstronomy_tracer_model(backend):
     """Independent reference: lenstronomy's TracerModelSource renders conv(f v) / conv(f) itself."""
     from lenstronomy.LightModel.light_model import LightModel
 
@@ -229,9 +238,7 @@ def test_velocity_matches_lenstronomy_tracer_model():
     v_src = tracer.surface_brightness(xx.ravel(), yy.ravel(), kw_tracer).reshape(m, m) - 50.0
     src = SourceGrids(f_src[None], v_src[None], 0.0, 0.0, half)
     kw_batch = [{k: np.array([v]) for k, v in kw.items()} for kw in kw_lens]
-    out = render_lensed(
-        src, LENSES, kw_batch, Instrument(n, pix, sup, kernel), 0.05, backend="lenstronomy"
-    )
+    out = render_lensed(src, LENSES, kw_batch, Instrument(n, pix, sup, kernel), 0.05, **OPTIONS[backend])
     inner = out["mask"][0].copy()
     inner[:5], inner[-5:], inner[:, :5], inner[:, -5:] = (
         False,

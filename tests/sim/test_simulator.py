@@ -185,6 +185,7 @@ def test_split_overrides_shift_the_prior():
         ("source.scale_radius_arcsec={dist: uniform, low: 0, high: 0.2}", "source.scale_radius_arcsec"),
         ("source.inclination_deg.dist=gamma", "source.inclination_deg.dist"),
         ("sim.backend=jax", "sim.backend"),
+        ("sim.cpu_kernels=sometimes", "sim.cpu_kernels"),
         ("lens.cosmology=Nonsense18", "lens.cosmology"),
     ],
 )
@@ -235,12 +236,13 @@ def test_returned_mask_is_the_velocity_support(mode):
         np.testing.assert_array_equal(b["mask"], clean["mask"])
 
 
-def test_sample_is_bit_identical_across_batch_sizes_and_thread_counts():
+@pytest.mark.parametrize("cpu_kernels", [True, False], ids=["compiled", "torch-ops"])
+def test_sample_is_bit_identical_across_batch_sizes_and_thread_counts(cpu_kernels):
     """An odd grid (rays per sample not a multiple of the SIMD block) and 1 vs 2 torch threads."""
     import torch
 
     over = ["instrument.n_pix=30", "instrument.pixel_scale_arcsec=0.1", "source.grid_npix=48"]
-    sim = build_simulator(physics_cfg(*over, "subhalo.p_present=0.5"))
+    sim = build_simulator(physics_cfg(*over, "subhalo.p_present=0.5", f"sim.cpu_kernels={cpu_kernels}"))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
