@@ -37,23 +37,14 @@ def render_pair(
     sim: LensSimulator, seed: int, split: str, index: int, force_subhalo: bool = True
 ) -> dict:
     """Sample ``index`` rendered without and with its subhalo: noisy and noiseless maps + the subhalo draw."""
-    draw, rng = sim.draw(seed, split, index)
+    draw, key = sim.draw(seed, split, index)
     if force_subhalo:
         draw = dataclasses.replace(draw, present=True)
     smooth_draw = dataclasses.replace(draw, present=False)
     clean = sim.render_noiseless([smooth_draw, draw], split)
-    state = rng.bit_generator.state  # the same noise realisation for both
-    noisy = []
-    for b in range(2):
-        rng.bit_generator.state = state
-        f, v = add_noise(
-            clean["flux"][b : b + 1],
-            clean["velocity"][b : b + 1],
-            clean["mask"][b : b + 1],
-            sim.noise,
-            [rng],
-        )
-        noisy.append((f[0], v[0]))
+    # the same noise seed for both: the same noise realisation
+    f, v = add_noise(clean["flux"], clean["velocity"], clean["mask"], sim.noise, [key, key])
+    noisy = [(f[b], v[b]) for b in range(2)]
     return {"clean": clean, "noisy": noisy, "draw": draw}
 
 

@@ -133,36 +133,50 @@ def image_coordinates(
     ) * pixel_scale_arcsec
 
 
+def noise_keys(keys: Sequence[int | np.random.Generator] | np.ndarray) -> np.ndarray:
+    """Per-sample 64-bit noise seeds: given as integers, or drawn once from each ``numpy`` generator."""
+    if isinstance(keys, np.ndarray) and keys.dtype == np.uint64:
+        return np.ascontiguousarray(keys)
+    return np.array(
+        [
+            k.integers(0, 2**64, dtype=np.uint64) if isinstance(k, np.random.Generator) else int(k) % 2**64
+            for k in keys
+        ],
+        dtype=np.uint64,
+    )
+
+
 def add_noise(
     flux: np.ndarray,
     velocity_kms: np.ndarray,
     mask: np.ndarray,
     noise: Noise,
-    rngs: Sequence[np.random.Generator],
+    keys: Sequence[int | np.random.Generator] | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy (flux, velocity) of a batch (B, N, N) of noiseless maps; sample b uses ``rngs[b]`` only.
+    """Noisy (flux, velocity) of a batch (B, N, N) of noiseless maps; sample b uses ``keys[b]`` only.
 
-    One draw per sample: a 64-bit noise seed from ``rngs[b]``; every pixel's numbers then come from the
-    counter-based generator keyed by it (``lensml.sim.noise_draws``: exact Poisson counts, Box-Muller normals
-    for the background and the velocity), in one compiled pass over the batch. ``mask`` is the noiseless mask;
-    with ``noise.mask_from="observed"`` the velocity is zeroed outside ``observed_mask(noisy flux)`` instead
-    (call ``observed_mask`` on the returned flux to get that mask). Images with no positive flux are returned
-    unchanged, with velocity 0.
+    ``keys`` are the samples' 64-bit noise seeds (``Simulator.draw`` gives them; a ``numpy`` generator in
+    their place gives one draw). Every pixel's numbers come from the counter-based generator keyed by the
+    seed (``lensml.sim.noise_draws``: exact Poisson counts, Box-Muller normals for the background and the
+    velocity), in one compiled pass over the batch. ``mask`` is the noiseless mask; with
+    ``noise.mask_from="observed"`` the velocity is zeroed outside ``observed_mask(noisy flux)`` instead
+    (call ``observed_mask`` on the returned flux to get that mask). Images with no positive flux are
+    returned unchanged, with velocity 0.
     """
     from lensml.sim.noise_draws import noise_kernel
 
     f = np.ascontiguousarray(flux, dtype=np.float32)  # float32 throughout: the maps are float32
     v = np.ascontiguousarray(velocity_kms, dtype=np.float32)
     m = np.ascontiguousarray(mask, dtype=bool)
-    if len(rngs) != f.shape[0]:
-        raise ValueError(f"add_noise: {f.shape[0]} images but {len(rngs)} generators; give one per image.")
-    keys = np.array([rng.integers(0, 2**64, dtype=np.uint64) for rng in rngs], dtype=np.uint64)
+    seeds = noise_keys(keys)
+    if seeds.shape != (f.shape[0],):
+        raise ValueError(f"add_noise: {f.shape[0]} images but {seeds.size} noise seeds; give one per image.")
     out_f, out_v = np.empty_like(f), np.empty_like(f)
     noise_kernel(
         f,
         v,
         m,
-        keys,
+        seeds,
         float(noise.peak_snr) if noise.peak_snr is not None else 0.0,
         float(noise.background_sigma_frac),
         float(noise.sigma_v_kms),

@@ -8,15 +8,16 @@ A prior is either a plain number (fixed value) or a mapping with a ``dist`` key:
 ``fixed``       ``value``                       ``value``
 ``uniform``     ``low``, ``high``               uniform in [low, high)
 ``loguniform``  ``low``, ``high`` (both > 0)    log10 uniform in [log10 low, log10 high)
-``normal``      ``mean``, ``sigma``,            normal, redrawn (rejection) until inside [low, high]
-                optional ``low``, ``high``      when bounds are given
+``normal``      ``mean``, ``sigma``,            normal, truncated to [low, high] when bounds are
+                optional ``low``, ``high``      given
 ``randint``     ``low``, ``high``               integer uniform in [low, high] (both included)
 ``choice``      ``values``, optional ``probs``  one of ``values``
 ==============  ==============================  =====================================================
 
-Every draw consumes the generator passed in, so the order of draws defines the sample (see
-``lensml.sim.simulator.sample_rng``). ``support(spec)`` gives the closed range a prior can reach, which the
-simulator checks against the physical bounds at build time (``ConfigError`` naming the key).
+A draw is the prior's inverse CDF at one uniform (``quantile``): the simulator gives every named quantity
+its own uniform (``lensml.sim.simulator``), vectorised over the batch. ``support(spec)`` gives the closed
+range a prior can reach, which the simulator checks against the physical bounds at build time
+(``ConfigError`` naming the key).
 """
 
 from __future__ import annotations
@@ -115,36 +116,58 @@ def check_range(
         )
 
 
-def draw(spec: Any, rng: np.random.Generator) -> float:
-    """One draw from the prior ``spec`` (already validated) with ``rng``."""
-    if spec.__class__ is dict and spec["dist"] == "uniform":  # the common case first (per-sample hot path)
-        return float(rng.uniform(spec["low"], spec["high"]))
+def quantile(spec: Any, u: np.ndarray | float) -> np.ndarray:
+    """The prior ``spec`` (already validated) at cumulative probabilities ``u`` in (0, 1): inverse-CDF draws.
+
+    One uniform per draw whatever the distribution, so a sample's parameters are a fixed set of uniforms
+    (``lensml.sim.philox.uniforms``) pushed through their priors, vectorised over the batch.
+    """
+    u = np.asarray(u, dtype=np.float64)
     if _is_number(spec):
-        return float(spec)
+        return np.full(u.shape, float(spec))
     dist = spec["dist"]
     if dist == "fixed":
-        return float(spec["value"])
+        return np.full(u.shape, float(spec["value"]))
     if dist == "uniform":
-        return float(rng.uniform(float(spec["low"]), float(spec["high"])))
+        low, high = float(spec["low"]), float(spec["high"])
+        return low + (high - low) * u
     if dist == "loguniform":
-        return float(
-            10.0 ** rng.uniform(math.log10(float(spec["low"])), math.log10(float(spec["high"])))
-        )
+        lo, hi = math.log10(float(spec["low"])), math.log10(float(spec["high"]))
+        return 10.0 ** (lo + (hi - lo) * u)
     if dist == "normal":
-        mean, sigma = float(spec["mean"]), float(spec["sigma"])
-        lo = -math.inf if spec.get("low") is None else float(spec["low"])
-        hi = math.inf if spec.get("high") is None else float(spec["high"])
-        for _ in range(1000):
-            value = float(rng.normal(mean, sigma))
-            if lo <= value <= hi:
-                return value
-        return float(min(max(mean, lo), hi))
+        return _truncated_normal(spec, u)
     if dist == "randint":
-        return float(rng.integers(int(spec["low"]), int(spec["high"]) + 1))
-    values = list(spec["values"])
+        low, high = int(spec["low"]), int(spec["high"])
+        return np.minimum(low + np.floor(u * (high - low + 1)), high)
+    values = np.asarray([float(v) for v in spec["values"]])
     probs = spec.get("probs")
-    p = None if probs is None else np.asarray(probs, dtype=float) / float(np.sum(probs))
-    return values[int(rng.choice(len(values), p=p))]
+    p = np.ones(values.size) if probs is None else np.asarray(probs, dtype=float)
+    cdf = np.cumsum(p) / p.sum()
+    return values[np.minimum(np.searchsorted(cdf, u, side="right"), values.size - 1)]
+
+
+def _truncated_normal(spec: Mapping[str, Any], u: np.ndarray) -> np.ndarray:
+    """Normal(mean, sigma) truncated to [low, high] at probabilities u (exact inverse CDF)."""
+    from scipy.special import ndtr, ndtri
+
+    mean, sigma = float(spec["mean"]), float(spec["sigma"])
+    lo = -math.inf if spec.get("low") is None else float(spec["low"])
+    hi = math.inf if spec.get("high") is None else float(spec["high"])
+    if sigma == 0:
+        return np.full(u.shape, min(max(mean, lo), hi))
+    a, b = (lo - mean) / sigma, (hi - mean) / sigma
+    if a > 0:  # both bounds above the mean: work in the upper tail, where ndtr keeps its precision
+        p_a, p_b = ndtr(-a), ndtr(-b)
+        z = -ndtri(p_a - u * (p_a - p_b))
+    else:
+        p_a, p_b = ndtr(a), ndtr(b)
+        z = ndtri(p_a + u * (p_b - p_a))
+    return np.clip(mean + sigma * z, lo, hi)
+
+
+def draw(spec: Any, rng: np.random.Generator) -> float:
+    """One draw from the prior ``spec`` with ``rng``: ``quantile`` at one uniform."""
+    return float(quantile(spec, rng.random()))
 
 
 def _is_number(spec: Any) -> bool:

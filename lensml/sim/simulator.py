@@ -6,9 +6,9 @@ THIS IS THE CONTRACT between the simulator (Layers 2-3) and the ML layer (Layer 
   ``cfg.source``, ``cfg.lens``, ``cfg.subhalo``, ``cfg.noise``, ``cfg.instrument`` and ``cfg.sim``.
   It validates them (``ConfigError`` naming the key, e.g. ``subhalo.mass_bin``) and returns a ``Simulator``.
 - ``Simulator.sample_batch(seed, split, indices)`` renders the samples ``indices`` of ``split``.
-  Sample ``i`` is a pure function of ``(seed, split, i)``
-  (``numpy.random.SeedSequence([seed, SPLIT_CODES[split], i])``), whatever the batch it is rendered in, the
-  process or the worker.
+  Sample ``i`` is a pure function of ``(seed, split, i)``, whatever the batch it is rendered in, the
+  process or the worker: its random numbers come from the counter-based generator Philox4x32-10 keyed by
+  ``seed``, one stream per split and parameter group (``stream_tag``), one uniform per named quantity.
 
 Returned dict (B = len(indices), N = cfg.instrument.n_pix):
 
@@ -26,9 +26,10 @@ key                dtype, shape   meaning
 ``source_id``      str     B      ``"disk"`` for analytic sources, the plateifu for MaNGA templates
 =================  =============  ==========================================================================
 
-Config keys, conventions and the lower-level rendering API: ``docs/simulator.md``. Per-sample draw order:
-lens (``LENS_KEYS``), source (``lensml.sources.source_priors``), subhalo (present, mass, radius, angle,
-and the on-arc candidates), then the noise (``lensml.sim.instrument.add_noise``) after rendering.
+Config keys, conventions and the lower-level rendering API: ``docs/simulator.md``. Per-sample uniforms:
+lens (``LENS_SLOTS``), source (``lensml.sources.source_priors.SOURCE_SLOTS``), subhalo
+(``SUBHALO_SLOTS``, then the on-arc candidates), and a 64-bit noise seed for the noise of its pixels
+(``lensml.sim.noise_draws``); changing one prior leaves the other draws of a sample unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 #: Version of the per-sample draw scheme and rendering arithmetic: bump it when sample i of (seed, split)
 #: changes, so that dataset caches made by an older version are refused (``lensml.data.cache``).
 #: 2: Gaussian noise from a per-sample torch.Generator; source-grid coordinates in one pass (torch_grid).
-#: 3: noise from a per-sample Philox key (lensml.sim.noise_draws); compiled CPU kernels (float32 rounding).
+#: 3: parameters and noise from Philox streams, one uniform per quantity (priors by their inverse CDF);
+#: compiled CPU kernels (float32 rounding).
 SAMPLES_VERSION = 3
 
 SAMPLE_KEYS: tuple[str, ...] = (
@@ -63,14 +65,22 @@ SAMPLE_KEYS: tuple[str, ...] = (
     "source_id",
 )
 
-#: Macro-lens priors in draw order (``gamma`` only for EPL; ``q``/``phi_deg`` replace ``e1``/``e2`` when set).
+#: Macro-lens priors (``gamma`` only for EPL; ``q``/``phi_deg`` replace ``e1``/``e2`` when set).
 LENS_KEYS: tuple[str, ...] = ("theta_E", "gamma", "e1", "e2", "gamma1", "gamma2", "center_x", "center_y")
+#: Uniform slots of the lens stream.
+LENS_SLOTS: dict[str, int] = {name: i for i, name in enumerate((*LENS_KEYS, "q", "phi_deg"))}
+#: Uniform slots of the subhalo stream; on-arc placement adds n radii, then n angles.
+SUBHALO_SLOTS: dict[str, int] = {"present": 0, "mass": 1, "radius": 2, "angle": 3, "pick": 4}
+#: Random streams of a sample (``stream_tag``).
+STREAMS: dict[str, int] = {"lens": 0, "source": 1, "subhalo": 2, "noise": 3}
 PHYSICS_GROUPS: tuple[str, ...] = ("source", "lens", "subhalo", "noise", "instrument", "sim")
 
 
-def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The random generator of sample ``index`` of ``split``: a pure function of (seed, split, index)."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index)]))
+def stream_tag(split: str, stream: str) -> int:
+    """The Philox counter tag of ``stream`` of ``split`` (``lensml.sim.philox.uniforms``)."""
+    if split not in SPLIT_CODES:
+        raise ConfigError(f"split={split!r} is unknown; use one of {list(SPLIT_CODES)}.")
+    return 16 * SPLIT_CODES[split] + STREAMS[stream]
 
 
 class Simulator:
@@ -293,12 +303,74 @@ def _noise(c: Mapping[str, Any]):  # noqa: ANN202
 
 @dataclass
 class _Draw:
+    """One sample's random parameters (a view of one row of a ``DrawBatch``; editable, e.g. ``present``)."""
+
     lens: dict[str, float]
     source: Any  # SourceDraw
     present: bool
     mass_msun: float
     sub_x: float
     sub_y: float
+
+
+@dataclass
+class DrawBatch:
+    """The random parameters of a batch as arrays (B,): lens (lenstronomy names), source (``SourceBatch``),
+    subhalo presence, M200 mass (M_sun) and position (arcsec), and each sample's 64-bit noise seed."""
+
+    lens: dict[str, np.ndarray]
+    source: Any  # SourceBatch
+    present: np.ndarray
+    mass_msun: np.ndarray
+    sub_x: np.ndarray
+    sub_y: np.ndarray
+    noise_key: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.present.shape[0])
+
+    def take(self, idx: np.ndarray | slice) -> DrawBatch:
+        """The samples at positions ``idx``."""
+        return DrawBatch(
+            {k: v[idx] for k, v in self.lens.items()},
+            self.source.take(idx),
+            self.present[idx],
+            self.mass_msun[idx],
+            self.sub_x[idx],
+            self.sub_y[idx],
+            self.noise_key[idx],
+        )
+
+    def one(self, i: int) -> _Draw:
+        """Sample ``i`` as a ``_Draw``."""
+        lens = {k: float(v[i]) for k, v in self.lens.items()}
+        return _Draw(
+            lens,
+            self.source.one(i),
+            bool(self.present[i]),
+            float(self.mass_msun[i]),
+            float(self.sub_x[i]),
+            float(self.sub_y[i]),
+        )
+
+    @classmethod
+    def from_draws(cls, draws: Sequence[_Draw]) -> DrawBatch:
+        """The batch of single draws (e.g. edited ones); noise seeds 0 (only ``sample_batch`` uses them)."""
+        from lensml.sources.source_priors import SourceBatch
+
+        return cls(
+            {k: np.array([d.lens[k] for d in draws], dtype=float) for k in draws[0].lens},
+            SourceBatch.from_draws([d.source for d in draws]),
+            np.array([d.present for d in draws], dtype=bool),
+            np.array([d.mass_msun for d in draws], dtype=float),
+            np.array([d.sub_x for d in draws], dtype=float),
+            np.array([d.sub_y for d in draws], dtype=float),
+            np.zeros(len(draws), np.uint64),
+        )
+
+
+def _as_batch(draws: DrawBatch | Sequence[_Draw]) -> DrawBatch:
+    return draws if isinstance(draws, DrawBatch) else DrawBatch.from_draws(draws)
 
 
 class LensSimulator(Simulator):
@@ -339,47 +411,68 @@ class LensSimulator(Simulator):
         self._subhalo_kwargs(np.array([self.subhalo.mass_high_msun, 0.0]), np.zeros(2), np.zeros(2))
 
     # -- drawing ------------------------------------------------------------------------------------------
-    def draw(self, seed: int, split: str, index: int) -> tuple[_Draw, np.random.Generator]:
-        """All random parameters of one sample, and its generator (positioned for the noise draws)."""
-        from lensml.sim.priors import draw
+    def draw_batch(self, seed: int, split: str, indices: Sequence[int] | np.ndarray) -> DrawBatch:
+        """All random parameters of samples ``indices`` of ``split``, vectorised (module docstring)."""
+        from lensml.sim.philox import uniforms, words64
+        from lensml.sim.priors import quantile
 
-        if split not in SPLIT_CODES:
-            raise ConfigError(f"split={split!r} is unknown; use one of {list(SPLIT_CODES)}.")
-        rng = sample_rng(seed, split, index)
-        c = self.lens_cfg
-        lens = {"theta_E": draw(c["theta_E"], rng)}
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        c, slot = self.lens_cfg, LENS_SLOTS
+        u = uniforms(seed, stream_tag(split, "lens"), idx, len(LENS_SLOTS))
+        lens = {"theta_E": quantile(c["theta_E"], u[:, slot["theta_E"]])}
         if self.macro_model == "EPL":
-            lens["gamma"] = draw(c["gamma"], rng)
+            lens["gamma"] = quantile(c["gamma"], u[:, slot["gamma"]])
         if c.get("q") is not None:
             from lensml.sim.macro_lens import q_phi_to_ellipticity
 
-            q, phi = draw(c["q"], rng), math.radians(draw(c["phi_deg"], rng))
-            e1, e2 = q_phi_to_ellipticity(q, phi)
-            lens["e1"], lens["e2"] = float(e1), float(e2)
+            q = quantile(c["q"], u[:, slot["q"]])
+            phi = np.radians(quantile(c["phi_deg"], u[:, slot["phi_deg"]]))
+            lens["e1"], lens["e2"] = (np.asarray(e, dtype=float) for e in q_phi_to_ellipticity(q, phi))
         else:
-            lens["e1"], lens["e2"] = draw(c["e1"], rng), draw(c["e2"], rng)
+            lens["e1"] = quantile(c["e1"], u[:, slot["e1"]])
+            lens["e2"] = quantile(c["e2"], u[:, slot["e2"]])
         for name in ("gamma1", "gamma2", "center_x", "center_y"):
-            lens[name] = draw(c[name], rng)
-        source = self.sources.draw(split, rng, lens["center_x"], lens["center_y"])
+            lens[name] = quantile(c[name], u[:, slot[name]])
+        u_src = uniforms(seed, stream_tag(split, "source"), idx, self.sources.n_slots)
+        source = self.sources.draw_batch(split, u_src, lens["center_x"], lens["center_y"])
 
-        s = self.subhalo
-        present = bool(rng.uniform() < s.p_present)
-        mass = float(10 ** rng.uniform(math.log10(s.mass_low_msun), math.log10(s.mass_high_msun)))
-        if s.on_arc:
-            radius = lens["theta_E"] + rng.uniform(-s.band_arcsec, s.band_arcsec, size=s.n_candidates)
-            angle = rng.uniform(0.0, 2.0 * math.pi, size=s.n_candidates)
-            sx, sy = lens["center_x"] + radius * np.cos(angle), lens["center_y"] + radius * np.sin(angle)
-            weight = np.clip(self._macro_source_flux(lens, source, split, sx, sy), 0.0, None)
-            pick = rng.uniform() * weight.sum()
-            k = int(np.searchsorted(np.cumsum(weight), pick, side="right")) if weight.sum() > 0 else 0
-            k = min(k, s.n_candidates - 1)
-            sub_x, sub_y = float(sx[k]), float(sy[k])
+        s, ss = self.subhalo, SUBHALO_SLOTS
+        n_cand = s.n_candidates if s.on_arc else 0
+        u = uniforms(seed, stream_tag(split, "subhalo"), idx, len(ss) + 2 * n_cand)
+        present = u[:, ss["present"]] < s.p_present
+        lo, hi = math.log10(s.mass_low_msun), math.log10(s.mass_high_msun)
+        mass = 10.0 ** (lo + (hi - lo) * u[:, ss["mass"]])
+        if s.on_arc:  # candidates in the band, one picked with probability ~ the arc's flux there
+            radius = lens["theta_E"][:, None] + s.band_arcsec * (2.0 * u[:, 5 : 5 + n_cand] - 1.0)
+            angle = 2.0 * math.pi * u[:, 5 + n_cand :]
         else:
-            radius = lens["theta_E"] + rng.uniform(-s.band_arcsec, s.band_arcsec)
-            angle = rng.uniform(0.0, 2.0 * math.pi)
-            sub_x = lens["center_x"] + radius * math.cos(angle)
-            sub_y = lens["center_y"] + radius * math.sin(angle)
-        return _Draw(lens, source, present, mass, sub_x, sub_y), rng
+            radius = (lens["theta_E"] + s.band_arcsec * (2.0 * u[:, ss["radius"]] - 1.0))[:, None]
+            angle = 2.0 * math.pi * u[:, ss["angle"], None]
+        sx = lens["center_x"][:, None] + radius * np.cos(angle)
+        sy = lens["center_y"][:, None] + radius * np.sin(angle)
+        pick = np.zeros(idx.size, dtype=int)
+        if s.on_arc:
+            for b in range(idx.size):
+                one = {k: float(v[b]) for k, v in lens.items()}
+                weight = np.clip(self._macro_source_flux(one, source.one(b), split, sx[b], sy[b]), 0.0, None)
+                if weight.sum() > 0:
+                    k = int(np.searchsorted(np.cumsum(weight), u[b, ss["pick"]] * weight.sum(), side="right"))
+                    pick[b] = min(k, n_cand - 1)
+        rows = np.arange(idx.size)
+        return DrawBatch(
+            lens,
+            source,
+            present,
+            mass,
+            sx[rows, pick],
+            sy[rows, pick],
+            words64(seed, stream_tag(split, "noise"), idx),
+        )
+
+    def draw(self, seed: int, split: str, index: int) -> tuple[_Draw, np.uint64]:
+        """All random parameters of one sample, and its 64-bit noise seed (for ``add_noise``)."""
+        batch = self.draw_batch(seed, split, [index])
+        return batch.one(0), batch.noise_key[0]
 
     def _macro_source_flux(
         self, lens: Mapping[str, float], source: Any, split: str, x: np.ndarray, y: np.ndarray
@@ -412,26 +505,24 @@ class LensSimulator(Simulator):
             center_y=y,
         )
 
-    def lens_kwargs(self, draws: Sequence[_Draw]) -> list[dict[str, np.ndarray]]:
+    def lens_kwargs(self, draws: DrawBatch | Sequence[_Draw]) -> list[dict[str, np.ndarray]]:
         """Batch-first lenstronomy kwargs [macro, SHEAR, subhalo] of drawn samples (mass 0 when absent)."""
-        macro_keys = [
-            k for k in ("theta_E", "gamma", "e1", "e2", "center_x", "center_y") if k in draws[0].lens
-        ]
-        macro = {k: np.array([d.lens[k] for d in draws]) for k in macro_keys}
-        shear = {k: np.array([d.lens[k] for d in draws]) for k in ("gamma1", "gamma2")}
-        mass = np.array([d.mass_msun if d.present else 0.0 for d in draws])
-        sub = self._subhalo_kwargs(
-            mass, np.array([d.sub_x for d in draws]), np.array([d.sub_y for d in draws])
-        )
+        draws = _as_batch(draws)
+        macro_keys = ("theta_E", "gamma", "e1", "e2", "center_x", "center_y")
+        macro = {k: draws.lens[k] for k in macro_keys if k in draws.lens}
+        shear = {k: draws.lens[k] for k in ("gamma1", "gamma2")}
+        mass = np.where(draws.present, draws.mass_msun, 0.0)
+        sub = self._subhalo_kwargs(mass, draws.sub_x, draws.sub_y)
         return [macro, shear, {k: np.asarray(v, dtype=float) for k, v in sub.items()}]
 
     # -- rendering ----------------------------------------------------------------------------------------
-    def render_noiseless(self, draws: Sequence[_Draw], split: str) -> dict[str, np.ndarray]:
+    def render_noiseless(self, draws: DrawBatch | Sequence[_Draw], split: str) -> dict[str, np.ndarray]:
         """Noiseless flux, velocity, mask (B, N, N) of drawn samples, with the configured backend.
 
         The batch is rendered in chunks of ``sim.chunk_size`` samples (cache-sized work; the values do not
         depend on the chunking).
         """
+        draws = _as_batch(draws)
         n, b = self.n_pix, len(draws)
         out = {
             "flux": np.zeros((b, n, n), np.float32),
@@ -440,12 +531,12 @@ class LensSimulator(Simulator):
         }
         step = self.chunk_size or b
         for start in range(0, b, step):
-            part = self._render_chunk(draws[start : start + step], split)
+            part = self._render_chunk(draws.take(slice(start, start + step)), split)
             for key in out:
                 out[key][start : start + step] = part[key]
         return out
 
-    def _render_chunk(self, draws: Sequence[_Draw], split: str) -> dict[str, np.ndarray]:
+    def _render_chunk(self, draws: DrawBatch, split: str) -> dict[str, np.ndarray]:
         from lensml.sim.render import render_lensed
 
         n, b = self.n_pix, len(draws)
@@ -455,8 +546,8 @@ class LensSimulator(Simulator):
             "mask": np.zeros((b, n, n), bool),
         }
         # samples with a subhalo first: the torch backend then adds the subhalo terms in place (no copies)
-        order = np.argsort([not d.present for d in draws], kind="stable")
-        draws = [draws[i] for i in order]
+        order = np.argsort(~draws.present, kind="stable")
+        draws = draws.take(order)
         kwargs = self.lens_kwargs(draws)
         options: dict[str, Any] = {}
         array, dtype = "numpy", None
@@ -465,9 +556,7 @@ class LensSimulator(Simulator):
 
             options = {"device": self.device, "dtype": self.dtype, "cpu_kernels": self.cpu_kernels}
             array, dtype = "torch", getattr(torch, self.dtype)
-        groups = self.sources.grids(
-            [d.source for d in draws], split, array, dtype, self.device, self.cpu_kernels
-        )
+        groups = self.sources.grids(draws.source, split, array, dtype, self.device, self.cpu_kernels)
         for idx, grids in groups:
             sub_kwargs = [{k: v[idx] for k, v in kw.items()} for kw in kwargs]
             res = render_lensed(
@@ -490,13 +579,12 @@ class LensSimulator(Simulator):
         indices = [int(i) for i in indices]
         if not indices:
             raise ConfigError("sample_batch: indices is empty; ask for at least one sample.")
-        drawn = [self.draw(seed, split, i) for i in indices]
-        draws = [d for d, _ in drawn]
+        draws = self.draw_batch(seed, split, indices)
         clean = self.render_noiseless(draws, split)
         flux, velocity = add_noise(
-            clean["flux"], clean["velocity"], clean["mask"], self.noise, [rng for _, rng in drawn]
+            clean["flux"], clean["velocity"], clean["mask"], self.noise, draws.noise_key
         )
-        present = np.array([d.present for d in draws])
+        present = draws.present
         if self.noise.mask_from == "observed":
             mask = observed_mask(flux, self.noise.mask_frac_of_peak)
         else:
@@ -506,8 +594,8 @@ class LensSimulator(Simulator):
             "velocity": velocity,
             "mask": mask,
             "label": present.astype(np.int64),
-            "mass_msun": np.where(present, [d.mass_msun for d in draws], 0.0).astype(np.float64),
-            "sub_x_arcsec": np.where(present, [d.sub_x for d in draws], np.nan).astype(np.float64),
-            "sub_y_arcsec": np.where(present, [d.sub_y for d in draws], np.nan).astype(np.float64),
-            "source_id": np.array([d.source.source_id for d in draws], dtype=str),
+            "mass_msun": np.where(present, draws.mass_msun, 0.0).astype(np.float64),
+            "sub_x_arcsec": np.where(present, draws.sub_x, np.nan).astype(np.float64),
+            "sub_y_arcsec": np.where(present, draws.sub_y, np.nan).astype(np.float64),
+            "source_id": draws.source.source_id.astype(str),
         }

@@ -4,9 +4,9 @@
 (templates, ``lensml.sources.template``) or ``mixed`` (a template with probability ``manga_fraction``).
 ``source.split_overrides.<split>`` is merged onto the priors of that split (domain-shift tests).
 
-Draw order for one sample (fixed; changing it changes every sample): [mixed: one uniform for the kind],
-offset_x, offset_y, then the disk or template parameters in the order of ``DISK_PRIORS`` /
-``TEMPLATE_PRIORS``.
+Every drawn quantity has its own uniform (slot) of the sample's source stream (``SOURCE_SLOTS``, pushed
+through its prior by ``lensml.sim.priors.quantile``), so the draws of a batch are vectorised and a change
+to one prior leaves the other draws of a sample unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lensml.errors import ConfigError
-from lensml.sim.priors import check_range, draw, support, validate_prior
+from lensml.sim.priors import check_range, quantile, support, validate_prior
 from lensml.sim.render import SourceGrids, bilinear_sample, grid_units
 from lensml.sources.disk import (
     CLUMP_PARAMS,
@@ -61,6 +61,28 @@ TEMPLATE_PRIORS: dict[str, tuple[float | None, float | None, bool, bool]] = {
 }
 
 
+#: Uniform slots of the source stream: shared, then the disk's or the template's (a sample is one kind).
+COMMON_SLOTS: dict[str, int] = {"kind": 0, "offset_x_arcsec": 1, "offset_y_arcsec": 2}
+DISK_SLOTS: dict[str, int] = {
+    **{name: 3 + i for i, name in enumerate(DISK_SHAPE_PARAMS)},
+    "has_bulge": 10,
+    "p_bulge": 11,
+    "bulge_amp": 12,
+    "bulge_r_eff_arcsec": 13,
+    "bulge_sersic_n": 14,
+    "n_clumps": 15,
+}
+CLUMP_SLOT0 = 16  # clump k: slots 16 + 4 k + (r_scale, phi, amp, sigma)
+TEMPLATE_SLOTS: dict[str, int] = {
+    "index": 3,
+    "size": 4,
+    "rotation_deg": 5,
+    "flip": 6,
+    "p_flip": 7,
+    "scale": 8,
+}
+
+
 @dataclass
 class SourceDraw:
     """One sample's source: kind ('disk' or 'template'), centre (arcsec), and its parameters."""
@@ -71,6 +93,79 @@ class SourceDraw:
     params: dict[str, Any] = field(default_factory=dict)
     template_index: int = -1
     source_id: str = "disk"
+
+
+@dataclass
+class SourceBatch:
+    """The sources of a batch as arrays (B,): kind ('disk' / 'template'), centre (arcsec), the disk parameters
+    (``disk.DISK_PARAMS`` (B,) and ``CLUMP_PARAMS`` (B, K), meaningful where kind is 'disk'), the template's
+    index, placement and id (meaningful where kind is 'template')."""
+
+    kind: np.ndarray
+    center_x: np.ndarray
+    center_y: np.ndarray
+    disk: dict[str, np.ndarray]
+    template_index: np.ndarray
+    half_size_arcsec: np.ndarray
+    rotation_deg: np.ndarray
+    flip: np.ndarray
+    source_id: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.kind.shape[0])
+
+    def take(self, idx: np.ndarray) -> SourceBatch:
+        """The sources at positions ``idx``."""
+        return SourceBatch(
+            **{
+                name: ({k: v[idx] for k, v in value.items()} if isinstance(value, dict) else value[idx])
+                for name, value in vars(self).items()
+            }
+        )
+
+    def one(self, i: int) -> SourceDraw:
+        """Source ``i`` as a ``SourceDraw``."""
+        cx, cy = float(self.center_x[i]), float(self.center_y[i])
+        if self.kind[i] == "disk":
+            params: dict[str, Any] = {k: float(self.disk[k][i]) for k in DISK_PARAMS}
+            params.update({k: self.disk[k][i].copy() for k in CLUMP_PARAMS})
+            return SourceDraw("disk", cx, cy, params)
+        params = {
+            "rotation_deg": float(self.rotation_deg[i]),
+            "flip": bool(self.flip[i]),
+            "half_size_arcsec": float(self.half_size_arcsec[i]),
+        }
+        return SourceDraw("template", cx, cy, params, int(self.template_index[i]), str(self.source_id[i]))
+
+    @classmethod
+    def from_draws(cls, sources: Sequence[SourceDraw]) -> SourceBatch:
+        """The batch of single ``SourceDraw`` s (e.g. edited ones)."""
+        b = len(sources)
+        disk_rows = [s.params for s in sources if s.kind == "disk"]
+        k = max((len(p["clump_amp"]) for p in disk_rows), default=0)
+        disk = {name: np.zeros(b) for name in DISK_PARAMS}
+        disk.update({name: np.zeros((b, k)) for name in CLUMP_PARAMS})
+        disk["clump_sigma_arcsec"][:] = 1.0
+        tmpl = {"rotation_deg": np.zeros(b), "flip": np.zeros(b, bool), "half_size_arcsec": np.zeros(b)}
+        for i, src in enumerate(sources):
+            if src.kind == "disk":
+                for name in DISK_PARAMS:
+                    disk[name][i] = src.params[name]
+                for name in CLUMP_PARAMS:
+                    row = np.asarray(src.params[name], dtype=float)
+                    disk[name][i, : row.size] = row
+            else:
+                for name in tmpl:
+                    tmpl[name][i] = src.params[name]
+        return cls(
+            kind=np.array([s.kind for s in sources]),
+            center_x=np.array([s.center_x for s in sources], dtype=float),
+            center_y=np.array([s.center_y for s in sources], dtype=float),
+            disk=disk,
+            template_index=np.array([s.template_index for s in sources], dtype=int),
+            source_id=np.array([s.source_id for s in sources], dtype=str),
+            **tmpl,
+        )
 
 
 class SourceSampler:
@@ -135,59 +230,84 @@ class SourceSampler:
             self.templates[split] = load_templates(files)
 
     # -- drawing ----------------------------------------------------------------------------------------
-    def draw(self, split: str, rng: np.random.Generator, lens_cx: float, lens_cy: float) -> SourceDraw:
-        """Draw one source (order in the module docstring); its centre is the lens centre + offset."""
-        c = self.cfg[split]
-        kind = self.kind
-        if kind == "mixed":
-            kind = "manga" if rng.uniform() < float(c["manga_fraction"]) else "analytic"
-        cx = lens_cx + draw(c["offset_x_arcsec"], rng)
-        cy = lens_cy + draw(c["offset_y_arcsec"], rng)
-        if kind == "analytic":
-            return SourceDraw("disk", cx, cy, self._draw_disk(c, rng, cx, cy))
-        lib = self.templates[split]
-        index = int(rng.integers(len(lib)))
-        if c.get("size_kpc") is not None:
-            size = draw(c["size_kpc"], rng) / _kpc_per_arcsec(self.z_source, self.cosmology)
-        else:
-            size = draw(c["size_arcsec"], rng)
-        params = {
-            "rotation_deg": draw(c["rotation_deg"], rng),
-            "flip": bool(rng.uniform() < draw(c["p_flip"], rng)),
-            "half_size_arcsec": 0.5 * size * draw(c["scale"], rng),
-        }
-        return SourceDraw("template", cx, cy, params, index, lib.plateifu[index])
+    @property
+    def n_slots(self) -> int:
+        """Uniforms per sample in the source stream (``COMMON_SLOTS``, ``DISK_SLOTS``, clumps, template)."""
+        return max(CLUMP_SLOT0 + 4 * self.max_clumps, max(TEMPLATE_SLOTS.values()) + 1)
 
-    def _draw_disk(
-        self, c: Mapping[str, Any], rng: np.random.Generator, cx: float, cy: float
-    ) -> dict[str, Any]:
-        p: dict[str, Any] = {"center_x": cx, "center_y": cy}
+    def draw_batch(
+        self, split: str, u: np.ndarray, lens_cx: np.ndarray, lens_cy: np.ndarray
+    ) -> SourceBatch:
+        """The sources of a batch from its uniforms ``u`` (B, ``n_slots``); centres = lens centre + offset."""
+        c = self.cfg[split]
+        b = u.shape[0]
+        if self.kind == "mixed":
+            manga = u[:, COMMON_SLOTS["kind"]] < float(c["manga_fraction"])
+        else:
+            manga = np.full(b, self.kind == "manga")
+        cx = lens_cx + quantile(c["offset_x_arcsec"], u[:, COMMON_SLOTS["offset_x_arcsec"]])
+        cy = lens_cy + quantile(c["offset_y_arcsec"], u[:, COMMON_SLOTS["offset_y_arcsec"]])
+        disk = self._draw_disks(c, u, cx, cy) if self.kind != "manga" else self._no_disks(b, cx, cy)
+        index = np.full(b, -1)
+        half, rotation, flip = np.zeros(b), np.zeros(b), np.zeros(b, bool)
+        source_id = np.full(b, "disk", dtype=object)
+        if manga.any():
+            lib = self.templates[split]
+            t = TEMPLATE_SLOTS
+            index = np.where(manga, np.minimum((u[:, t["index"]] * len(lib)).astype(int), len(lib) - 1), -1)
+            if c.get("size_kpc") is not None:
+                kpc = _kpc_per_arcsec(self.z_source, self.cosmology)
+                size = quantile(c["size_kpc"], u[:, t["size"]]) / kpc
+            else:
+                size = quantile(c["size_arcsec"], u[:, t["size"]])
+            rotation = np.where(manga, quantile(c["rotation_deg"], u[:, t["rotation_deg"]]), 0.0)
+            flip = manga & (u[:, t["flip"]] < quantile(c["p_flip"], u[:, t["p_flip"]]))
+            half = np.where(manga, 0.5 * size * quantile(c["scale"], u[:, t["scale"]]), 0.0)
+            source_id[manga] = np.asarray(lib.plateifu, dtype=object)[index[manga]]
+        return SourceBatch(
+            kind=np.where(manga, "template", "disk"),
+            center_x=cx,
+            center_y=cy,
+            disk=disk,
+            template_index=index,
+            half_size_arcsec=half,
+            rotation_deg=rotation,
+            flip=flip,
+            source_id=source_id.astype(str),
+        )
+
+    def _draw_disks(
+        self, c: Mapping[str, Any], u: np.ndarray, cx: np.ndarray, cy: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        s = DISK_SLOTS
+        p: dict[str, np.ndarray] = {"center_x": cx, "center_y": cy}
         for name in DISK_SHAPE_PARAMS:
-            p[name] = draw(c[name], rng)
-        has_bulge = rng.uniform() < draw(c["p_bulge"], rng)
-        amp = draw(c["bulge_amp"], rng)
-        p["bulge_amp"] = amp if has_bulge else 0.0
-        p["bulge_r_eff_arcsec"] = draw(c["bulge_r_eff_arcsec"], rng)
-        p["bulge_sersic_n"] = draw(c["bulge_sersic_n"], rng)
-        n_clumps = int(draw(c["n_clumps"], rng))
-        clumps = np.zeros((4, self.max_clumps))
-        clumps[3] = 1.0  # width of unused (amplitude 0) clumps: any finite value
-        for k in range(n_clumps):
-            clumps[:, k] = (
-                draw(c["clump_r_scale"], rng) * p["scale_radius_arcsec"],
-                draw(c["clump_phi_deg"], rng),
-                draw(c["clump_amp"], rng),
-                draw(c["clump_sigma_arcsec"], rng),
-            )
-        for name, row in zip(CLUMP_PARAMS, clumps):
-            p[name] = row
+            p[name] = quantile(c[name], u[:, s[name]])
+        has_bulge = u[:, s["has_bulge"]] < quantile(c["p_bulge"], u[:, s["p_bulge"]])
+        p["bulge_amp"] = np.where(has_bulge, quantile(c["bulge_amp"], u[:, s["bulge_amp"]]), 0.0)
+        p["bulge_r_eff_arcsec"] = quantile(c["bulge_r_eff_arcsec"], u[:, s["bulge_r_eff_arcsec"]])
+        p["bulge_sersic_n"] = quantile(c["bulge_sersic_n"], u[:, s["bulge_sersic_n"]])
+        n_clumps = quantile(c["n_clumps"], u[:, s["n_clumps"]]).astype(int)
+        k = self.max_clumps
+        block = u[:, CLUMP_SLOT0 : CLUMP_SLOT0 + 4 * k].reshape(u.shape[0], k, 4)
+        used = np.arange(k)[None, :] < n_clumps[:, None]  # clumps fill from the front; unused: amp 0
+        p["clump_r_arcsec"] = np.where(
+            used, quantile(c["clump_r_scale"], block[..., 0]) * p["scale_radius_arcsec"][:, None], 0.0
+        )
+        p["clump_phi_deg"] = np.where(used, quantile(c["clump_phi_deg"], block[..., 1]), 0.0)
+        p["clump_amp"] = np.where(used, quantile(c["clump_amp"], block[..., 2]), 0.0)
+        p["clump_sigma_arcsec"] = np.where(used, quantile(c["clump_sigma_arcsec"], block[..., 3]), 1.0)
         return p
+
+    def _no_disks(self, b: int, cx: np.ndarray, cy: np.ndarray) -> dict[str, np.ndarray]:
+        p = {name: np.zeros(b) for name in DISK_PARAMS} | {"center_x": cx, "center_y": cy}
+        return p | {name: np.zeros((b, 0)) for name in CLUMP_PARAMS}
 
     # -- evaluation -------------------------------------------------------------------------------------
     def flux_at(self, src: SourceDraw, split: str, bx: np.ndarray, by: np.ndarray) -> np.ndarray:
         """Source-plane flux of one drawn source at positions (bx, by) arcsec (used to place subhaloes)."""
         if src.kind == "disk":
-            prm = _batch_params([src.params])
+            prm = {k: np.asarray(v, dtype=float)[None] for k, v in src.params.items()}
             f, _ = disk_maps(bx[None], by[None], prm)
             return f[0]
         lib = self.templates[split]
@@ -204,7 +324,7 @@ class SourceSampler:
 
     def grids(
         self,
-        sources: Sequence[SourceDraw],
+        sources: SourceBatch | Sequence[SourceDraw],
         split: str,
         array: str = "numpy",
         dtype: Any = None,
@@ -217,40 +337,35 @@ class SourceSampler:
         float32 on the CPU with the compiled kernel (``disk_kernel``, unless ``cpu_kernels=False``; float32
         numpy arrays), otherwise as torch tensors in one pass.
         """
+        batch = sources if isinstance(sources, SourceBatch) else SourceBatch.from_draws(sources)
         out = []
-        disk_idx = np.array([i for i, s in enumerate(sources) if s.kind == "disk"], dtype=int)
-        tmpl_idx = np.array([i for i, s in enumerate(sources) if s.kind == "template"], dtype=int)
+        disk_idx = np.flatnonzero(batch.kind == "disk")
+        tmpl_idx = np.flatnonzero(batch.kind == "template")
         if disk_idx.size:
-            out.append(
-                (
-                    disk_idx,
-                    self._disk_grids([sources[i] for i in disk_idx], array, dtype, device, cpu_kernels),
-                )
-            )
+            prm = _used_clumps({k: v[disk_idx] for k, v in batch.disk.items()})
+            out.append((disk_idx, self._disk_grids(prm, array, dtype, device, cpu_kernels)))
         if tmpl_idx.size:
             lib = self.templates[split]
-            chosen = [sources[i] for i in tmpl_idx]
-            ti = np.array([s.template_index for s in chosen])
+            ti = batch.template_index[tmpl_idx]
             out.append(
                 (
                     tmpl_idx,
                     SourceGrids(
                         flux=lib.flux[ti],
                         velocity_kms=lib.velocity_kms[ti],
-                        center_x=np.array([s.center_x for s in chosen]),
-                        center_y=np.array([s.center_y for s in chosen]),
-                        half_size_arcsec=np.array([s.params["half_size_arcsec"] for s in chosen]),
-                        rotation_deg=np.array([s.params["rotation_deg"] for s in chosen]),
-                        flip=np.array([s.params["flip"] for s in chosen]),
+                        center_x=batch.center_x[tmpl_idx],
+                        center_y=batch.center_y[tmpl_idx],
+                        half_size_arcsec=batch.half_size_arcsec[tmpl_idx],
+                        rotation_deg=batch.rotation_deg[tmpl_idx],
+                        flip=batch.flip[tmpl_idx],
                     ),
                 )
             )
         return out
 
     def _disk_grids(
-        self, sources: Sequence[SourceDraw], array: str, dtype: Any, device: Any, cpu_kernels: bool
+        self, prm: dict[str, np.ndarray], array: str, dtype: Any, device: Any, cpu_kernels: bool
     ) -> SourceGrids:
-        prm = _batch_params([s.params for s in sources])
         half = disk_extent_arcsec(prm, float(self.cfg["train"].get("grid_half_size_scale", 5.0)))
         m = self.grid_npix
         u = (np.arange(m) + 0.5) / m * 2.0 - 1.0  # pixel centres, align_corners=False
@@ -286,15 +401,11 @@ def _is_cpu_float32(dtype: Any, device: Any) -> bool:
     return dtype in (torch.float32, "float32") and torch.device(device).type == "cpu"
 
 
-def _batch_params(params: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-    """Per-sample disk parameters stacked to (B,) and (B, K); K = the most clumps any sample has."""
-    out = {name: np.array([p[name] for p in params], dtype=float) for name in DISK_PARAMS}
-    for name in CLUMP_PARAMS:
-        out[name] = np.stack([np.asarray(p[name], dtype=float) for p in params])
-    n_used = int((out["clump_amp"] > 0).sum(axis=1).max()) if out["clump_amp"].size else 0
-    for name in CLUMP_PARAMS:  # clumps are filled from the front; unused ones have amp 0
-        out[name] = out[name][:, :n_used]
-    return out
+def _used_clumps(prm: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Disk parameters with the clump columns cut to the most clumps any sample has (they fill from the
+    front; unused ones have amplitude 0)."""
+    n_used = int((prm["clump_amp"] > 0).sum(axis=1).max()) if prm["clump_amp"].size else 0
+    return prm | {name: prm[name][:, :n_used] for name in CLUMP_PARAMS}
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

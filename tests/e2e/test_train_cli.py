@@ -45,7 +45,9 @@ def check_run_dir(run_dir: Path, n_test: int) -> dict:
     assert m["test"]["n"] == n_test
     for key in ("auc", "recall_at_fpr5"):  # bootstrap interval brackets the full-test-set value
         lo, hi = m["test"][f"{key}_ci95"]
-        assert lo <= m["test"][key] + 1e-6 and m["test"][key] - 1e-6 <= hi and lo < hi
+        assert lo <= m["test"][key] + 1e-6 and m["test"][key] - 1e-6 <= hi
+    # the AUC interval has a width; the recall at 5 % FPR of a tiny test set may be 0 in every resample
+    assert m["test"]["auc_ci95"][0] < m["test"]["auc_ci95"][1]
     assert any(e["auc"] is not None for e in m["test"]["per_mass_bin"].values())
     with np.load(run_dir / "test_predictions.npz") as z:
         keys = {"probs", "labels", "mass_msun", "sub_x_arcsec", "sub_y_arcsec", "source_id", "index"}

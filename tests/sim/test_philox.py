@@ -28,3 +28,17 @@ def test_known_answer_vectors(counter, key, expected):
 def test_split_key_is_the_two_32_bit_halves():
     assert split_key(0x0123456789ABCDEF) == (0x89ABCDEF, 0x01234567)
     assert split_key(-1) == (0xFFFFFFFF, 0xFFFFFFFF)
+
+
+def test_uniforms_are_a_pure_function_of_seed_tag_index_and_slot():
+    from lensml.sim.philox import uniforms, words64
+
+    u = uniforms(7, 3, np.arange(50_000), 5)
+    assert u.shape == (50_000, 5) and 0.0 < u.min() and u.max() < 1.0
+    assert np.all(np.abs(u.mean(axis=0) - 0.5) < 4 * 0.29 / np.sqrt(50_000))
+    np.testing.assert_array_equal(uniforms(7, 3, [12, 40_000], 5), u[[12, 40_000]])  # any batch
+    np.testing.assert_array_equal(uniforms(7, 3, [12], 3)[0], u[12, :3])  # slots do not depend on n
+    for other in (uniforms(8, 3, [12], 5), uniforms(7, 4, [12], 5)):  # seed, stream
+        assert not np.any(other == u[12])
+    w = words64(7, 3, np.arange(1000))
+    assert w.dtype == np.uint64 and len(set(w.tolist())) == 1000

@@ -61,3 +61,25 @@ def test_same_generator_same_draws():
     spec = {"dist": "uniform", "low": 0, "high": 1}
     a = [draw(spec, np.random.default_rng(5)) for _ in range(3)]
     assert a[0] == a[1] == a[2]
+
+
+def test_quantile_is_the_inverse_cdf():
+    from scipy import stats
+
+    from lensml.sim.priors import quantile
+
+    u = np.linspace(0.001, 0.999, 999)
+    spec = {"dist": "normal", "mean": 1.0, "sigma": 2.0, "low": -0.5, "high": 4.0}
+    want = stats.truncnorm.ppf(u, (-0.5 - 1.0) / 2.0, (4.0 - 1.0) / 2.0, loc=1.0, scale=2.0)
+    np.testing.assert_allclose(quantile(spec, u), want, rtol=1e-10, atol=1e-10)
+    tail = {"dist": "normal", "mean": 0.0, "sigma": 1.0, "low": 8.0, "high": 9.0}  # far upper tail
+    want = stats.truncnorm.ppf(u, 8.0, 9.0)
+    np.testing.assert_allclose(quantile(tail, u), want, rtol=1e-9)
+    np.testing.assert_allclose(quantile({"dist": "normal", "mean": 3.0, "sigma": 0.5}, 0.5), 3.0)
+    np.testing.assert_allclose(
+        quantile({"dist": "loguniform", "low": 1e7, "high": 1e10}, [0.0, 0.5, 1.0]), [1e7, 10**8.5, 1e10]
+    )
+    ri = quantile({"dist": "randint", "low": 2, "high": 4}, np.random.default_rng(0).random(30_000))
+    assert set(ri) == {2, 3, 4} and np.all(np.abs(np.bincount(ri.astype(int))[2:] / 30_000 - 1 / 3) < 0.01)
+    choice = {"dist": "choice", "values": [1, 5, 9], "probs": [1, 0, 3]}
+    np.testing.assert_array_equal(quantile(choice, [0.1, 0.24, 0.26, 0.99]), [1, 1, 9, 9])
