@@ -94,8 +94,12 @@ class Simulator:
 
 
 def build_simulator(cfg) -> Simulator:  # noqa: ANN001 - DictConfig
-    """Validate the physics groups of ``cfg`` and build the simulator."""
-    return LensSimulator(_physics_dict(cfg))
+    """Validate the physics groups of ``cfg`` and build the simulator (``lensml.sim.allocator`` once)."""
+    from lensml.sim.allocator import keep_freed_memory
+
+    sim = LensSimulator(_physics_dict(cfg))
+    keep_freed_memory()
+    return sim
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lensml.sim.backends.cpu_observe import observe_cpu, separable_taps, supports
-from lensml.sim.backends.torch_backend import observe_torch
+from lensml.sim.backends.torch_backend import block_average, observe_torch
 from lensml.sim.instrument import Instrument, gaussian_psf_kernel
 
 
@@ -21,7 +21,7 @@ def test_matches_observe_torch(supersample, fwhm):
     blob = np.exp(-r2 / (0.1 * side**2))  # a bright blob on a faint, noisy background
     f = (blob * rng.uniform(0.5, 1.0, (3, side, side))).astype(np.float32)
     sub = np.stack([f, f * rng.normal(0.0, 150.0, f.shape).astype(np.float32)], axis=1)
-    flux, vel, mask = observe_cpu(sub, inst, 0.3)
+    flux, vel, mask = observe_cpu(block_average(torch.from_numpy(sub), supersample).numpy(), inst, 0.3)
     t_flux, t_vel, t_mask = (a.numpy() for a in observe_torch(torch.from_numpy(sub), inst, 0.3))
     assert flux.shape == (3, 30, 30) and mask.dtype == bool
     np.testing.assert_allclose(flux, t_flux, rtol=2e-6, atol=1e-7 * t_flux.max())

@@ -1,10 +1,10 @@
-"""Compiled CPU kernel (numba): supersampled f and f v -> observed flux, velocity and mask, float32.
+"""Compiled CPU kernel (numba): pixel-averaged f and f v -> observed flux, velocity and mask, float32.
 
-The same steps as ``torch_backend.observe_torch`` (block average over ``supersample x supersample``
-sub-pixels, true convolution with a separable PSF keeping the fully overlapped part, crop, mask where the
-flux exceeds ``mask_frac_of_peak`` times its peak, ``v = K*(f v) / K*(f)`` inside the mask and 0 outside),
-one image at a time with its rows in the L1 cache. Non-separable PSF kernels and ``velocity_grid`` use the
-torch path.
+The same steps as ``torch_backend.observe_torch`` after its block average (``cpu_rays.render_blocks_cpu``
+averages the sub-pixels as it samples them): true convolution with a separable PSF keeping the fully
+overlapped part, crop, mask where the flux exceeds ``mask_frac_of_peak`` times its peak,
+``v = K*(f v) / K*(f)`` inside the mask and 0 outside; one image at a time with its rows in the L1 cache.
+Non-separable PSF kernels and ``velocity_grid`` use the torch path.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ def supports(instrument: Instrument) -> bool:
 
 @kernel
 def _observe_kernel(
-    sub: np.ndarray,
-    factor: int,
+    block: np.ndarray,
     taps: np.ndarray,
     crop: int,
     mask_frac: float,
@@ -45,45 +44,27 @@ def _observe_kernel(
     velocity: np.ndarray,
     mask: np.ndarray,
 ) -> None:
-    """sub (B, 2, H, W) supersampled f and f v -> flux, velocity, mask (B, N, N); see the module docstring."""
-    n_b, _, h, w = sub.shape
-    hb, wb = h // factor, w // factor
+    """block (B, 2, H, W) pixel-averaged f and f v -> flux, velocity, mask (B, N, N); module docstring."""
+    n_b, _, h, w = block.shape
     n_taps = taps.shape[1]
-    hv, wv = hb - n_taps + 1, wb - n_taps + 1  # after the 'valid' convolution
+    hv, wv = h - n_taps + 1, w - n_taps + 1  # after the 'valid' convolution
     n = flux.shape[1]
     col = np.empty(n_taps, np.float32)
     row = np.empty(n_taps, np.float32)
     for t in range(n_taps):  # true convolution: reversed taps
         col[t] = F32(taps[0, n_taps - 1 - t])
         row[t] = F32(taps[1, n_taps - 1 - t])
-    inv = F32(1.0 / (factor * factor))
-    acc_row = np.empty(w, np.float32)
-    block = np.empty((2, hb, wb), np.float32)
-    rows_done = np.empty((2, hv, wb), np.float32)
+    rows_done = np.empty((2, hv, w), np.float32)
     out = np.empty((2, hv, wv), np.float32)
     for b in range(n_b):
         for c in range(2):
-            for i in range(hb):  # block average: sub-pixel rows, then sub-pixel columns (strided loads)
-                src = sub[b, c, i * factor]
-                for j in range(w):
-                    acc_row[j] = src[j]
-                for di in range(1, factor):
-                    src = sub[b, c, i * factor + di]
-                    for j in range(w):
-                        acc_row[j] = acc_row[j] + src[j]
-                for j in range(wb):
-                    block[c, i, j] = acc_row[j * factor]
-                for dj in range(1, factor):
-                    for j in range(wb):
-                        block[c, i, j] = block[c, i, j] + acc_row[j * factor + dj]
-                for j in range(wb):
-                    block[c, i, j] = block[c, i, j] * inv
+            img = block[b, c]
             for i in range(hv):  # PSF along the columns (image rows)
-                for j in range(wb):
-                    rows_done[c, i, j] = block[c, i, j] * col[0]
+                for j in range(w):
+                    rows_done[c, i, j] = img[i, j] * col[0]
                 for t in range(1, n_taps):
-                    for j in range(wb):
-                        rows_done[c, i, j] = rows_done[c, i, j] + block[c, i + t, j] * col[t]
+                    for j in range(w):
+                        rows_done[c, i, j] = rows_done[c, i, j] + img[i + t, j] * col[t]
             for i in range(hv):  # PSF along the rows
                 for j in range(wv):
                     out[c, i, j] = rows_done[c, i, j] * row[0]
@@ -105,25 +86,18 @@ def _observe_kernel(
 
 
 def observe_cpu(
-    sub: np.ndarray, instrument: Instrument, mask_frac_of_peak: float
+    block: np.ndarray, instrument: Instrument, mask_frac_of_peak: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Supersampled (B, 2, H, W) float32 f and f v (with the PSF margin) -> flux, velocity, mask (B, N, N)."""
+    """Pixel-averaged (B, 2, H, W) float32 f and f v (with the PSF margin, i.e. ``block_average`` of the
+    supersampled image) -> flux, velocity, mask (B, N, N)."""
     taps = separable_taps(instrument.psf_kernel)
     if taps is None or instrument.velocity_grid is not None:
         raise ValueError("observe_cpu: needs a separable PSF and velocity_grid=None; use observe_torch.")
-    b, n = sub.shape[0], instrument.n_pix
+    b, n = block.shape[0], instrument.n_pix
     flux = np.empty((b, n, n), np.float32)
     velocity = np.empty_like(flux)
     mask = np.empty((b, n, n), bool)
     crop = instrument.margin_pix - instrument.psf_half
-    _observe_kernel(
-        np.ascontiguousarray(sub, dtype=np.float32),
-        instrument.supersample,
-        taps,
-        crop,
-        float(mask_frac_of_peak),
-        flux,
-        velocity,
-        mask,
-    )
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    _observe_kernel(block, taps, crop, float(mask_frac_of_peak), flux, velocity, mask)
     return flux, velocity, mask

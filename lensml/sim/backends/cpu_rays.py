@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from lensml.jit import kernel
+from lensml.jit import inline, kernel
 from lensml.sim.backends.grid_terms import active_rows, fold_shear, numpy_kwargs, sie_terms, tau_key
 from lensml.sim.backends.simd_math import F32, atan_f32, atanh_f32, f32_bits
 
@@ -64,6 +65,85 @@ def radial_table(name: str, tau: float) -> np.ndarray:
     return _TABLES[key]
 
 
+@inline
+def _row(
+    b: int,
+    y: float,
+    x32: np.ndarray,
+    lin: np.ndarray,
+    sie: np.ndarray,
+    sub: np.ndarray,
+    tables: np.ndarray,
+    table_lo: int,
+    gx: np.ndarray,
+    gy: np.ndarray,
+) -> None:
+    """(gx, gy) of the rays (x32[j], y) of sample ``b``: the image row at y (arcsec); see ``_rays_kernel``."""
+    n = x32.shape[0]
+    rx = F32(lin[b, 0] + lin[b, 2] * y)
+    ry = F32(lin[b, 3] + lin[b, 5] * y)
+    l1, l4 = F32(lin[b, 1]), F32(lin[b, 4])
+    for j in range(n):
+        gx[j] = rx + l1 * x32[j]
+        gy[j] = ry + l4 * x32[j]
+    flag = sie[b, 0]
+    if flag != 0:
+        c2, c5 = F32(sie[b, 2]), F32(sie[b, 5])
+        qqss, s, q2s = F32(sie[b, 7]), F32(sie[b, 8]), F32(sie[b, 9])
+        kq, k = F32(sie[b, 10]), F32(sie[b, 11])
+        m00, m01, m10, m11 = F32(sie[b, 12]), F32(sie[b, 13]), F32(sie[b, 14]), F32(sie[b, 15])
+        xq_r = F32(sie[b, 1] + sie[b, 3] * y)
+        yr_r = F32(sie[b, 4] + sie[b, 6] * y)
+        if flag == 1:
+            for j in range(n):
+                xq = xq_r + c2 * x32[j]
+                yr = yr_r + c5 * x32[j]
+                psi = math.sqrt(qqss + xq * xq + yr * yr)
+                u = atan_f32(kq * xq / (psi + s))
+                v = atanh_f32(k * yr / (psi + q2s))
+                gx[j] = gx[j] - (m00 * u + m01 * v)
+                gy[j] = gy[j] - (m10 * u + m11 * v)
+        else:  # nearly circular: atan(k z) / k and atanh(k z) / k by their series
+            inv_q = F32(1.0 / sie[b, 16])
+            for j in range(n):
+                xq = xq_r + c2 * x32[j]
+                yr = yr_r + c5 * x32[j]
+                psi = math.sqrt(qqss + xq * xq + yr * yr)
+                z1 = xq * inv_q / (psi + s)
+                z2 = yr / (psi + q2s)
+                kz1, kz2 = k * z1, k * z2
+                u = z1 * (F32(1.0) - kz1 * kz1 / F32(3.0))
+                v = z2 * (F32(1.0) + kz2 * kz2 / F32(3.0))
+                gx[j] = gx[j] - (m00 * u + m01 * v)
+                gy[j] = gy[j] - (m10 * u + m11 * v)
+    kind = sub[b, 0]
+    if kind != 0:
+        sx, sy, inv_rs2 = F32(sub[b, 1]), F32(sub[b, 2]), F32(sub[b, 3])
+        n00, n01, n10, n11 = F32(sub[b, 5]), F32(sub[b, 6]), F32(sub[b, 7]), F32(sub[b, 8])
+        dy = F32(y) - sy
+        dy2 = dy * dy
+        if kind == 1:  # SIS: alpha = theta_E (dx, dy) / r, 0 at r = 0 (theta_E is in N)
+            for j in range(n):
+                dx = x32[j] - sx
+                r2 = dx * dx + dy2
+                h = F32(1.0) / math.sqrt(r2) if r2 > F32(0.0) else F32(0.0)
+                gx[j] = gx[j] - h * (n00 * dx + n01 * dy)
+                gy[j] = gy[j] - h * (n10 * dx + n11 * dy)
+        else:  # NFW / TNFW: alpha = (alpha_Rs / Rs) h(R / Rs) (dx, dy) (alpha_Rs / Rs is in N)
+            row = int(sub[b, 4])
+            bits_lo = np.int32(table_lo << _TABLE_SHIFT)
+            bits_hi = np.int32((table_lo + tables.shape[2] - 1) << _TABLE_SHIFT)
+            for j in range(n):
+                dx = x32[j] - sx
+                bits = f32_bits((dx * dx + dy2) * inv_rs2)
+                bits = min(max(bits, bits_lo), bits_hi)
+                t = (bits >> _TABLE_SHIFT) - table_lo
+                w = F32(bits & 0x7FFF) * F32(1.0 / 32768.0)
+                h = tables[row, 0, t] + w * tables[row, 1, t]
+                gx[j] = gx[j] - h * (n00 * dx + n01 * dy)
+                gy[j] = gy[j] - h * (n10 * dx + n11 * dy)
+
+
 @kernel
 def _rays_kernel(
     coords: np.ndarray,
@@ -84,80 +164,107 @@ def _rays_kernel(
     whose first node has index ``table_lo``.
     """
     n = coords.shape[0]
-    n_tab = tables.shape[2]
     x32 = np.empty(n, np.float32)
     for j in range(n):
         x32[j] = F32(coords[j])
     gx = np.empty(n, np.float32)
     gy = np.empty(n, np.float32)
-    bits_lo = np.int32(table_lo << 15)
-    bits_hi = np.int32((table_lo + n_tab - 1) << 15)
     for b in range(lin.shape[0]):
-        l1, l4 = F32(lin[b, 1]), F32(lin[b, 4])
-        flag = sie[b, 0]
-        c2, c5 = F32(sie[b, 2]), F32(sie[b, 5])
-        qqss, s, q2s = F32(sie[b, 7]), F32(sie[b, 8]), F32(sie[b, 9])
-        kq, k = F32(sie[b, 10]), F32(sie[b, 11])
-        m00, m01, m10, m11 = F32(sie[b, 12]), F32(sie[b, 13]), F32(sie[b, 14]), F32(sie[b, 15])
-        inv_q = F32(1.0 / sie[b, 16]) if flag == 2 else F32(1.0)
-        kind = sub[b, 0]
-        sx, sy, inv_rs2 = F32(sub[b, 1]), F32(sub[b, 2]), F32(sub[b, 3])
-        row = int(sub[b, 4])
-        n00, n01, n10, n11 = F32(sub[b, 5]), F32(sub[b, 6]), F32(sub[b, 7]), F32(sub[b, 8])
         for i in range(n):
-            y = coords[i]
-            rx = F32(lin[b, 0] + lin[b, 2] * y)
-            ry = F32(lin[b, 3] + lin[b, 5] * y)
-            for j in range(n):
-                gx[j] = rx + l1 * x32[j]
-                gy[j] = ry + l4 * x32[j]
-            if flag != 0:
-                xq_r = F32(sie[b, 1] + sie[b, 3] * y)
-                yr_r = F32(sie[b, 4] + sie[b, 6] * y)
-                if flag == 1:
-                    for j in range(n):
-                        xq = xq_r + c2 * x32[j]
-                        yr = yr_r + c5 * x32[j]
-                        psi = math.sqrt(qqss + xq * xq + yr * yr)
-                        u = atan_f32(kq * xq / (psi + s))
-                        v = atanh_f32(k * yr / (psi + q2s))
-                        gx[j] = gx[j] - (m00 * u + m01 * v)
-                        gy[j] = gy[j] - (m10 * u + m11 * v)
-                else:  # nearly circular: atan(k z) / k and atanh(k z) / k by their series
-                    for j in range(n):
-                        xq = xq_r + c2 * x32[j]
-                        yr = yr_r + c5 * x32[j]
-                        psi = math.sqrt(qqss + xq * xq + yr * yr)
-                        z1 = xq * inv_q / (psi + s)
-                        z2 = yr / (psi + q2s)
-                        kz1, kz2 = k * z1, k * z2
-                        u = z1 * (F32(1.0) - kz1 * kz1 / F32(3.0))
-                        v = z2 * (F32(1.0) + kz2 * kz2 / F32(3.0))
-                        gx[j] = gx[j] - (m00 * u + m01 * v)
-                        gy[j] = gy[j] - (m10 * u + m11 * v)
-            if kind != 0:
-                dy = F32(y) - sy
-                dy2 = dy * dy
-                if kind == 1:  # SIS: alpha = theta_E (dx, dy) / r, 0 at r = 0 (theta_E is in N)
-                    for j in range(n):
-                        dx = x32[j] - sx
-                        r2 = dx * dx + dy2
-                        h = F32(1.0) / math.sqrt(r2) if r2 > F32(0.0) else F32(0.0)
-                        gx[j] = gx[j] - h * (n00 * dx + n01 * dy)
-                        gy[j] = gy[j] - h * (n10 * dx + n11 * dy)
-                else:  # NFW / TNFW: alpha = (alpha_Rs / Rs) h(R / Rs) (dx, dy) (alpha_Rs / Rs is in N)
-                    for j in range(n):
-                        dx = x32[j] - sx
-                        bits = f32_bits((dx * dx + dy2) * inv_rs2)
-                        bits = min(max(bits, bits_lo), bits_hi)
-                        t = (bits >> 15) - table_lo
-                        w = F32(bits & 0x7FFF) * F32(1.0 / 32768.0)
-                        h = tables[row, 0, t] + w * tables[row, 1, t]
-                        gx[j] = gx[j] - h * (n00 * dx + n01 * dy)
-                        gy[j] = gy[j] - h * (n10 * dx + n11 * dy)
+            _row(b, coords[i], x32, lin, sie, sub, tables, table_lo, gx, gy)
             for j in range(n):
                 out[b, i, j, 0] = gx[j]
                 out[b, i, j, 1] = gy[j]
+
+
+@kernel
+def _render_kernel(
+    coords: np.ndarray,
+    lin: np.ndarray,
+    sie: np.ndarray,
+    sub: np.ndarray,
+    tables: np.ndarray,
+    table_lo: int,
+    source: np.ndarray,
+    factor: int,
+    out: np.ndarray,
+) -> None:
+    """Block averages (B, 2, n / factor, n / factor) of the bilinearly sampled f and f v along the rays.
+
+    ``source`` (B, M + 3, M + 3, 2): f and f v interleaved, with a zero border (``pack_sources``); the
+    coordinates are those of ``_rays_kernel`` (``grid_sample``'s convention: pixel edges at -1 and 1, zero
+    outside). Each row of rays is sampled as soon as it is traced and summed into its block row.
+    """
+    n = coords.shape[0]
+    m = source.shape[1] - 3
+    stride = 2 * (m + 3)  # floats per padded source row
+    half = F32(0.5 * m)
+    offset = F32(0.5 * m + 0.5)  # grid unit -> padded pixel index: g m / 2 + (m - 1) / 2 + 1
+    top = F32(m + 1)
+    x32 = np.empty(n, np.float32)
+    for j in range(n):
+        x32[j] = F32(coords[j])
+    gx = np.empty(n, np.float32)
+    gy = np.empty(n, np.float32)
+    nb = n // factor
+    acc_f = np.zeros(nb, np.float32)
+    acc_v = np.zeros(nb, np.float32)
+    inv = F32(1.0 / (factor * factor))
+    for b in range(lin.shape[0]):
+        src = source[b].reshape(-1)
+        for i in range(n):
+            _row(b, coords[i], x32, lin, sie, sub, tables, table_lo, gx, gy)
+            for j in range(n):  # bilinear sample: clamped into the zero border, outside reads 0
+                ix = min(max(gx[j] * half + offset, F32(0.0)), top)
+                iy = min(max(gy[j] * half + offset, F32(0.0)), top)
+                x0, y0 = np.int32(ix), np.int32(iy)
+                wx, wy = ix - F32(x0), iy - F32(y0)
+                k = y0 * stride + 2 * x0  # (f, f v) at (y0, x0), (y0, x0 + 1); the next row at k + stride
+                f0 = src[k] + wx * (src[k + 2] - src[k])
+                v0 = src[k + 1] + wx * (src[k + 3] - src[k + 1])
+                k += stride
+                f1 = src[k] + wx * (src[k + 2] - src[k])
+                v1 = src[k + 1] + wx * (src[k + 3] - src[k + 1])
+                gx[j] = f0 + wy * (f1 - f0)  # the row buffers now hold the sampled f and f v
+                gy[j] = v0 + wy * (v1 - v0)
+            for jb in range(nb):
+                for d in range(factor):
+                    acc_f[jb] += gx[jb * factor + d]
+                    acc_v[jb] += gy[jb * factor + d]
+            if (i + 1) % factor == 0:
+                ib = i // factor
+                for jb in range(nb):
+                    out[b, 0, ib, jb] = acc_f[jb] * inv
+                    out[b, 1, ib, jb] = acc_v[jb] * inv
+                    acc_f[jb] = F32(0.0)
+                    acc_v[jb] = F32(0.0)
+
+
+@kernel
+def _pack_kernel(flux: np.ndarray, velocity: np.ndarray, out: np.ndarray) -> None:
+    m = flux.shape[1]
+    for b in range(flux.shape[0]):
+        for i in range(m + 3):
+            for j in range(m + 3):
+                out[b, i, j, 0] = F32(0.0)
+                out[b, i, j, 1] = F32(0.0)
+        for i in range(m):
+            row = out[b, i + 1]
+            for j in range(m):
+                f = F32(flux[b, i, j])
+                row[j + 1, 0] = f
+                row[j + 1, 1] = f * F32(velocity[b, i, j])
+
+
+def pack_sources(flux: np.ndarray, velocity_kms: np.ndarray) -> np.ndarray:
+    """Source grids (B, M, M) -> (B, M + 3, M + 3, 2) float32: f and f v interleaved, a zero border of 1
+    pixel before and 2 after (so that a clamped bilinear read never leaves the array)."""
+    flux = np.ascontiguousarray(flux)
+    velocity_kms = np.ascontiguousarray(velocity_kms)
+    b, m = flux.shape[0], flux.shape[-1]
+    out = np.empty((b, m + 3, m + 3, 2), np.float32)
+    _pack_kernel(flux, velocity_kms, out)
+    return out
 
 
 def supports(lens_model_list: Sequence[str]) -> bool:
@@ -168,18 +275,28 @@ def supports(lens_model_list: Sequence[str]) -> bool:
     return len(macro) <= 1 and len(radial) <= 1 and len(macro) + len(radial) == len(names)
 
 
-def source_grid_coordinates_cpu(
-    coords: np.ndarray,
+@dataclass(frozen=True)
+class RayTerms:
+    """The per-sample columns and tables the kernels read (see ``_rays_kernel``)."""
+
+    lin: np.ndarray
+    sie: np.ndarray
+    sub: np.ndarray
+    tables: np.ndarray
+    table_lo: int
+
+    def args(self) -> tuple:
+        return self.lin, self.sie, self.sub, self.tables, self.table_lo
+
+
+def ray_terms(
     lens_model_list: Sequence[str],
     kwargs_lens: Sequence[Mapping[str, object]],
     affine: np.ndarray,
     offset: np.ndarray,
-) -> np.ndarray | None:
-    """Source-grid coordinates (B, n, n, 2) float32 of the regular grid ``coords`` (n,) arcsec, or None.
-
-    Same contract as ``torch_grid.source_grid_coordinates`` (batch-first lenstronomy kwargs, ``affine``
-    (B, 2, 2), ``offset`` (B, 2)); None when the lens list is not ``supports``-ed.
-    """
+) -> RayTerms | None:
+    """The kernels' per-sample terms of a lens list (batch-first lenstronomy kwargs) and a source placement
+    (``affine`` (B, 2, 2), ``offset`` (B, 2)), or None when the lens list is not ``supports``-ed."""
     if not supports(lens_model_list):
         return None
     b = affine.shape[0]
@@ -243,7 +360,42 @@ def source_grid_coordinates_cpu(
     stack = np.zeros((len(tables), 2, width), np.float32)
     for i, tab in enumerate(tables[1:], start=1):
         stack[i] = tab
+    return RayTerms(lin, sie, sub, stack, lo)
+
+
+def source_grid_coordinates_cpu(
+    coords: np.ndarray,
+    lens_model_list: Sequence[str],
+    kwargs_lens: Sequence[Mapping[str, object]],
+    affine: np.ndarray,
+    offset: np.ndarray,
+) -> np.ndarray | None:
+    """Source-grid coordinates (B, n, n, 2) float32 of the regular grid ``coords`` (n,) arcsec, or None.
+
+    Same contract as ``torch_grid.source_grid_coordinates`` (batch-first lenstronomy kwargs, ``affine``
+    (B, 2, 2), ``offset`` (B, 2)); None when the lens list is not ``supports``-ed.
+    """
+    terms = ray_terms(lens_model_list, kwargs_lens, affine, offset)
+    if terms is None:
+        return None
     coords = np.asarray(coords, dtype=np.float64)
-    out = np.empty((b, coords.size, coords.size, 2), np.float32)
-    _rays_kernel(coords, lin, sie, sub, stack, lo, out)
+    out = np.empty((affine.shape[0], coords.size, coords.size, 2), np.float32)
+    _rays_kernel(coords, *terms.args(), out)
+    return out
+
+
+def render_blocks_cpu(
+    coords: np.ndarray, terms: RayTerms, source: np.ndarray, factor: int
+) -> np.ndarray:
+    """Block-averaged (B, 2, n / factor, n / factor) f and f v seen along the rays of the grid ``coords``.
+
+    ``source`` from ``pack_sources``; ``terms`` from ``ray_terms``. Equals ``grid_sample`` of the source at
+    ``source_grid_coordinates_cpu`` followed by the block average, to float32 rounding.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    n = coords.size
+    if n % factor:
+        raise ValueError(f"render_blocks_cpu: {n} rays per side is not a multiple of supersample={factor}.")
+    out = np.empty((terms.lin.shape[0], 2, n // factor, n // factor), np.float32)
+    _render_kernel(coords, *terms.args(), np.ascontiguousarray(source, np.float32), factor, out)
     return out

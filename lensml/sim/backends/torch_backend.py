@@ -293,38 +293,38 @@ def render_torch(
     """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays.
 
     The rays go straight to source-grid coordinates, ``grid_sample`` reads both channels, then the block
-    average, the PSF and the mask. On the CPU in float32 (unless ``cpu_kernels=False``) the ray shooting
-    and the observation run in compiled kernels (``cpu_rays``, ``cpu_observe``) where they support the lens
-    list and the instrument; otherwise torch operations do (``torch_grid.source_grid_coordinates``, batches
-    that put the samples with a subhalo first, as the simulator does, skip a copy per subhalo term;
-    ``observe_torch``).
+    average, the PSF and the mask. On the CPU in float32 (unless ``cpu_kernels=False``) compiled kernels do
+    all of it where they support the lens list and the instrument: ``cpu_rays`` traces, samples and
+    block-averages each row of rays at once, ``cpu_observe`` convolves and masks. Otherwise torch
+    operations do (``torch_grid.source_grid_coordinates``; batches that put the samples with a subhalo
+    first, as the simulator does, skip a copy per subhalo term; ``grid_sample``; ``observe_torch``).
     """
     dt = resolve_dtype(dtype)
     coords64 = image_coordinates(
         instrument.n_pix, instrument.pixel_scale_arcsec, instrument.supersample, instrument.margin_pix
     )
     a, c = _grid_affine(sources)
-    compiled = cpu_kernels and dt == torch.float32 and torch.device(device).type == "cpu"
-    grid = None
-    if compiled:
-        from lensml.sim.backends.cpu_rays import source_grid_coordinates_cpu
+    terms = None
+    if cpu_kernels and dt == torch.float32 and torch.device(device).type == "cpu":
+        from lensml.sim.backends import cpu_observe, cpu_rays
 
-        grid = source_grid_coordinates_cpu(coords64, lens_model_list, kwargs_lens, a, c)
+        terms = cpu_rays.ray_terms(lens_model_list, kwargs_lens, a, c)
+        if terms is not None and cpu_observe.supports(instrument):
+            source = cpu_rays.pack_sources(np.asarray(sources.flux), np.asarray(sources.velocity_kms))
+            blocks = cpu_rays.render_blocks_cpu(coords64, terms, source, instrument.supersample)
+            f, v, m = cpu_observe.observe_cpu(blocks, instrument, mask_frac_of_peak)
+            return {"flux": f, "velocity": v, "mask": m}
     with torch.inference_mode():
         src_f = _t(sources.flux, dt, device)
         src = torch.stack((src_f, src_f * _t(sources.velocity_kms, dt, device)), dim=1)
-        if grid is None:
+        if terms is None:
             coords = torch.as_tensor(coords64, dtype=dt, device=device)
             grid = source_grid_coordinates(coords, lens_model_list, kwargs_lens, a, c)
         else:
-            grid = torch.from_numpy(grid)
-        sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        if compiled:
-            from lensml.sim.backends import cpu_observe
+            from lensml.sim.backends.cpu_rays import source_grid_coordinates_cpu
 
-            if cpu_observe.supports(instrument):
-                f, v, m = cpu_observe.observe_cpu(sub.numpy(), instrument, mask_frac_of_peak)
-                return {"flux": f, "velocity": v, "mask": m}
+            grid = torch.from_numpy(source_grid_coordinates_cpu(coords64, lens_model_list, kwargs_lens, a, c))
+        sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
     return {
         "flux": f.to(torch.float32).cpu().numpy(),
