@@ -1,18 +1,22 @@
-"""Simulator speed: samples/s of each backend at 64x64 and 128x128, and the ratio to plain lenstronomy loops.
+"""Simulator speed: samples/s of each backend at 64x64 and 128x128, and the ratio to a plain lenstronomy loop.
 
-    python benchmarks/bench_sim.py [--n-torch 128] [--n-ref 8] [--threads 1 2] [--processes 2]
+    python benchmarks/bench_sim.py [--cores 1 2] [--repeats 5] [--n-torch 128] [--n-ref 8] [--quick]
 
 Not a test: it prints numbers. Everything is measured in one run, on the same samples (default physics:
 analytic disk, SIE + shear, TNFW subhalo in half the samples, nominal noise, 3.2" field, 2x supersampling,
-0.1" PSF). Three ways of rendering the same flux + velocity samples:
+0.1" PSF), each way of rendering on 1 core (this process, 1 torch thread) and on N cores (N worker
+processes of 1 thread rendering disjoint blocks, as ``data.num_workers`` DataLoader workers do):
 
-- ``torch``: ``Simulator.sample_batch`` with the batched PyTorch backend (parameters, sources, noise), in
-  this process with 1 and 2 torch threads, and in ``--processes`` worker processes of 1 thread each that
-  render disjoint blocks of samples (how ``data.num_workers`` DataLoader workers use the cores);
-- ``lenstronomy``: the same with the reference backend (per-image ``LensModel.ray_shooting`` + numpy);
-- ``lenstronomy ImSim``: a plain per-image loop with lenstronomy's own image simulation (``ImageModel.image``
-  for the flux and ``TracerModelSource.tracer_model`` for the flux-weighted velocity; INTERPOL source grids,
-  same PSF kernel and supersampling; model objects built once), plus the same noise.
+- ``torch``: ``Simulator.sample_batch`` with the batched backend as configured by default (on the CPU in
+  float32: the compiled kernels of ``lensml/sim/backends/cpu_*.py`` and the noise kernel);
+- ``torch ops``: the same backend with ``sim.cpu_kernels=false`` (torch operations only, as on a GPU);
+- ``lenstronomy``: the reference backend (per-image ``LensModel.ray_shooting`` + numpy);
+- ``ImSim``: a plain per-image loop with lenstronomy's own image simulation (``ImageModel.image`` for the
+  flux and ``TracerModelSource.tracer_model`` for the flux-weighted velocity; INTERPOL source grids, same PSF
+  kernel and supersampling; model objects built once), plus the same parameter draws, source grids and
+  noise.
+
+Ratios are taken core for core (torch on N cores / ImSim on N cores), and against the plain loop on one core.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,22 +38,18 @@ GRIDS = {
     64: ["instrument.n_pix=64", "instrument.pixel_scale_arcsec=0.05"],
     128: ["instrument.n_pix=128", "instrument.pixel_scale_arcsec=0.025"],
 }
+#: way of rendering -> extra config overrides
+KINDS = {
+    "torch": [],
+    "torch ops": ["sim.cpu_kernels=false"],
+    "lenstronomy": ["sim=lenstronomy"],
+    "ImSim": ["sim=lenstronomy"],
+}
 
 
 def _cfg(overrides: list[str]):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("preview", overrides=overrides)
-
-
-def _rate(fn, n: int, repeats: int = 2) -> tuple[float, float]:
-    """Best samples/s over ``repeats`` calls of ``fn`` (n samples each): wall clock and per CPU-second."""
-    best_wall = best_cpu = 0.0
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        best_wall = max(best_wall, n / (time.perf_counter() - w0))
-        best_cpu = max(best_cpu, n / max(time.process_time() - c0, 1e-9))
-    return best_wall, best_cpu
 
 
 def imsim_loop(sim, seed: int, indices: list[int]) -> None:
@@ -76,30 +77,47 @@ def imsim_loop(sim, seed: int, indices: list[int]) -> None:
         add_noise(flux[None], np.where(mask, vel, 0.0)[None], mask[None], sim.noise, [key])
 
 
-_WORKER_SIM = None
-
-
-def _worker_init(overrides: list[str]) -> None:
-    global _WORKER_SIM
+def renderer(kind: str, overrides: list[str]) -> Callable[[int, int], None]:
+    """A function rendering samples [start, start + n) of the train split the ``kind`` way (1 thread)."""
     torch.set_num_threads(1)
-    _WORKER_SIM = build_simulator(_cfg(overrides))
-    _WORKER_SIM.sample_batch(0, "train", range(8))  # warm-up
+    sim = build_simulator(_cfg([*overrides, *KINDS[kind]]))
+    if kind == "ImSim":
+        imsim_loop(sim, 0, [10**7])  # warm-up: lenstronomy model objects, caches
+        return lambda start, n: imsim_loop(sim, 0, list(range(start, start + n)))
+    sim.sample_batch(0, "train", range(10**7, 10**7 + 8))  # warm-up: kernels, tables
+    return lambda start, n: sim.sample_batch(0, "train", range(start, start + n))
+
+
+_WORKER: Callable[[int, int], None] | None = None
+
+
+def _worker_init(kind: str, overrides: list[str]) -> None:
+    global _WORKER
+    _WORKER = renderer(kind, overrides)
 
 
 def _worker_block(start_n: tuple[int, int]) -> int:
     start, n = start_n
-    _WORKER_SIM.sample_batch(0, "train", range(start, start + n))
+    _WORKER(start, n)
     return n
 
 
-def process_rate(overrides: list[str], processes: int, n: int, repeats: int) -> float:
-    """Best samples/s (wall clock) of ``processes`` 1-thread workers rendering 4 blocks of ``n`` each."""
-    ctx = mp.get_context("spawn")
+def rate(kind: str, overrides: list[str], cores: int, n: int, repeats: int) -> float:
+    """Best samples/s (wall clock) over ``repeats`` rounds; each round renders ``cores`` blocks of ``n``
+    samples per core (1 core: in this process; more: in as many 1-thread worker processes)."""
     best = 0.0
-    with ctx.Pool(processes, initializer=_worker_init, initargs=(overrides,)) as pool:
-        pool.map(_worker_block, [(10**6 + k * n, n) for k in range(processes)], chunksize=1)
+    if cores == 1:
+        render = renderer(kind, overrides)
         for r in range(repeats):
-            blocks = [((r * 4 * processes + k) * n, n) for k in range(4 * processes)]
+            t0 = time.perf_counter()
+            render(r * n, n)
+            best = max(best, n / (time.perf_counter() - t0))
+        return best
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(cores, initializer=_worker_init, initargs=(kind, overrides)) as pool:
+        pool.map(_worker_block, [(10**6 + k * n, n) for k in range(cores)], chunksize=1)  # all started
+        for r in range(repeats):
+            blocks = [((r * 2 * cores + k) * n, n) for k in range(2 * cores)]
             t0 = time.perf_counter()
             done = sum(pool.map(_worker_block, blocks, chunksize=1))
             best = max(best, done / (time.perf_counter() - t0))
@@ -108,64 +126,40 @@ def process_rate(overrides: list[str], processes: int, n: int, repeats: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-torch", type=int, default=128, help="samples per torch block (64x64)")
-    parser.add_argument("--n-ref", type=int, default=8, help="samples per lenstronomy block (64x64)")
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="blocks per measurement; the best is kept"
-    )
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument(
-        "--processes", type=int, default=2, help="worker processes for the last torch row (0: skip)"
-    )
+    parser.add_argument("--cores", type=int, nargs="+", default=[1, 2], help="core counts to measure")
+    parser.add_argument("--n-torch", type=int, default=128, help="samples per torch block at 64x64")
+    parser.add_argument("--n-ref", type=int, default=8, help="samples per lenstronomy block at 64x64")
+    parser.add_argument("--repeats", type=int, default=5, help="blocks per measurement; the best is kept")
+    parser.add_argument("--quick", action="store_true", help="64x64 only, torch and ImSim only")
     args = parser.parse_args()
 
+    kinds = ["torch", "ImSim"] if args.quick else list(KINDS)
+    grids = {64: GRIDS[64]} if args.quick else GRIDS
     print(
-        f"torch {torch.__version__}; samples/s = best of {args.repeats} blocks, wall clock "
-        "[per CPU-second of this process in brackets: robust to other load on a shared machine]"
+        f"torch {torch.__version__}, {mp.cpu_count()} CPUs; samples/s = best of {args.repeats} blocks, "
+        "wall clock; N cores = N worker processes of 1 thread"
     )
-    print(
-        f"{'grid':>7} {'threads':>7} {'torch':>14} {'lenstronomy':>14} {'ImSim':>14} "
-        f"{'torch/lenstronomy':>18} {'torch/ImSim':>12}"
-    )
-    for n_pix, grid in GRIDS.items():
-        sim_t = build_simulator(_cfg(grid))
-        sim_l = build_simulator(_cfg([*grid, "sim=lenstronomy"]))
-        n_torch = args.n_torch if n_pix == 64 else max(args.n_torch // 4, 8)
-        n_ref = args.n_ref if n_pix == 64 else max(args.n_ref // 2, 2)
-        sim_l.sample_batch(0, "train", range(2))  # warm-up (lenstronomy model objects, caches)
-        imsim_loop(sim_l, 0, [0])
-        best_imsim = 0.0
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            sim_t.sample_batch(0, "train", range(8))  # warm-up
-            blocks = iter(range(1000))
-
-            def run_torch(sim=sim_t, n=n_torch, blocks=blocks):
-                start = next(blocks) * n
-                sim.sample_batch(0, "train", range(start, start + n))
-
-            def run_lens(sim=sim_l, n=n_ref, blocks=blocks):
-                start = next(blocks) * n
-                sim.sample_batch(0, "train", range(start, start + n))
-
-            def run_imsim(sim=sim_l, n=n_ref, blocks=blocks):
-                start = next(blocks) * n
-                imsim_loop(sim, 0, list(range(start, start + n)))
-
-            r_torch = _rate(run_torch, n_torch, args.repeats)
-            r_lens = _rate(run_lens, n_ref, args.repeats)
-            r_imsim = _rate(run_imsim, n_ref, args.repeats)
-            cells = " ".join(f"{w:>6.0f} [{c:>5.0f}]" for w, c in (r_torch, r_lens, r_imsim))
-            vs_lens = f"{r_torch[0] / r_lens[0]:>8.1f}x [{r_torch[1] / r_lens[1]:>4.1f}x]"
-            vs_imsim = f"{r_torch[0] / r_imsim[0]:>5.1f}x [{r_torch[1] / r_imsim[1]:>4.1f}x]"
-            print(f"{n_pix:>4}^2 {threads:>7} {cells} {vs_lens} {vs_imsim}", flush=True)
-            best_imsim = max(best_imsim, r_imsim[0])
-        if args.processes:
-            rate = process_rate(grid, args.processes, n_torch, args.repeats)
+    for n_pix, grid in grids.items():
+        rates: dict[tuple[str, int], float] = {}
+        print(f"\n{n_pix}^2 " + " ".join(f"{f'{c} core' + ('s' if c > 1 else ''):>10}" for c in args.cores))
+        for kind in kinds:
+            fast = kind.startswith("torch")
+            n = args.n_torch if fast else args.n_ref
+            n = n if n_pix == 64 else max(n // (4 if fast else 2), 2)
+            for cores in args.cores:
+                rates[kind, cores] = rate(kind, grid, cores, n, args.repeats)
+            print(f"  {kind:<12}" + " ".join(f"{rates[kind, c]:>10.0f}" for c in args.cores), flush=True)
+        base = rates["ImSim", 1]
+        for kind in ("torch", "torch ops"):
+            if kind not in kinds:
+                continue
+            same = ", ".join(
+                f"{c} core{'s' if c > 1 else ''}: {rates[kind, c] / rates['ImSim', c]:.1f}x"
+                for c in args.cores
+            )
             print(
-                f"{n_pix:>4}^2 torch in {args.processes} processes of 1 thread: {rate:>6.0f} samples/s = "
-                f"{rate / best_imsim:.1f}x the ImSim loop (its best row above)",
-                flush=True,
+                f"  {kind} / ImSim, core for core: {same}; on {max(args.cores)} cores vs the plain loop on 1 "
+                f"core: {rates[kind, max(args.cores)] / base:.1f}x"
             )
 
 

@@ -89,3 +89,31 @@ def test_unsupported_lens_lists_fall_back():
     assert not supports(["SIE", "TNFW", "NFW"])
     out = source_grid_coordinates_cpu(np.zeros(3), ["EPL"], [{}], np.zeros((1, 2, 2)), np.zeros((1, 2)))
     assert out is None
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_fused_sampling_equals_grid_sample_and_block_average(factor):
+    import torch.nn.functional as F
+
+    from lensml.sim.backends.cpu_rays import pack_sources, ray_terms, render_blocks_cpu
+    from lensml.sim.backends.torch_backend import block_average
+
+    names, kw = _lens("TNFW", np.array([1e9, 0.0, 1e10, 0.0, 2e9, 5e9]))
+    rng = np.random.default_rng(6)
+    m = 40
+    flux = rng.uniform(0.0, 1.0, (B, m, m)).astype(np.float32)
+    vel = rng.normal(0.0, 200.0, (B, m, m)).astype(np.float32)
+    affine = np.tile(np.eye(2) / 0.5, (B, 1, 1))  # a source 1" wide: many rays land outside it (zeros)
+    offset = rng.normal(0.0, 0.2, (B, 2))
+    coords = np.linspace(-1.8, 1.8, 24 * factor)
+    terms = ray_terms(names, kw, affine, offset)
+    got = render_blocks_cpu(coords, terms, pack_sources(flux, vel), factor)
+    grid = torch.from_numpy(source_grid_coordinates_cpu(coords, names, kw, affine, offset))
+    src = torch.from_numpy(np.stack([flux, flux * vel], axis=1))
+    sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    want = block_average(sub, factor).numpy()
+    assert got.shape == want.shape == (B, 2, 24, 24)
+    # the bilinear weights round differently (float32, ~40 x eps) times neighbour differences of this noise
+    for c in range(2):
+        np.testing.assert_allclose(got[:, c], want[:, c], rtol=0, atol=1e-5 * np.abs(want[:, c]).max())
+    assert (want[:, 0] == 0).mean() > 0.05  # the zero padding is exercised
