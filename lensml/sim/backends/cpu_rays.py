@@ -24,7 +24,7 @@ import numpy as np
 
 from lensml.jit import inline, kernel
 from lensml.sim.backends.grid_terms import active_rows, fold_shear, numpy_kwargs, sie_terms, tau_key
-from lensml.sim.backends.simd_math import F32, atan_f32, atanh_f32, f32_bits
+from lensml.sim.backends.simd_math import F32, atan_f32, atanh_f32, exp_f32, f32_bits, log_f32
 
 #: Radial table: nodes at float32 values of (R / Rs)^2 whose low ``_TABLE_SHIFT`` mantissa bits are 0, i.e.
 #: 2^(23 - 15) = 256 nodes per octave of (R / Rs)^2 (relative step 2^-8); linear interpolation in (R / Rs)^2
@@ -66,19 +66,74 @@ def radial_table(name: str, tau: float) -> np.ndarray:
 
 
 @inline
+def _epl_row(
+    b: int,
+    xq_r: float,
+    yr_r: float,
+    c2: float,
+    c5: float,
+    m00: float,
+    m01: float,
+    m10: float,
+    m11: float,
+    x32: np.ndarray,
+    macro: np.ndarray,
+    gx: np.ndarray,
+    gy: np.ndarray,
+    work: np.ndarray,
+) -> None:
+    """g -= C alpha' for lenstronomy's EPL (``torch_deflections.alpha_epl``), alpha' in the frame of the major
+    axis: 2 b / (1 + q) (b / R)^(t - 1) Omega(phi), R e^{i phi} = q x' + i y'; a SIMD loop per series term."""
+    n = x32.shape[0]
+    f, t = macro[b, 7], macro[b, 8]
+    n_terms = int(macro[b, 9])
+    amp = F32(macro[b, 10])
+    power = F32(1.0 - t)
+    om_re, om_im, sum_re, sum_im = work[0], work[1], work[2], work[3]
+    e2_re, e2_im, r_pow = work[4], work[5], work[6]
+    for j in range(n):
+        zx = xq_r + c2 * x32[j]
+        zy = yr_r + c5 * x32[j]
+        r = math.sqrt(zx * zx + zy * zy)
+        r_safe = r if r > F32(0.0) else F32(1.0)
+        cp, sp = zx / r_safe, zy / r_safe  # e^{i phi}; (0, 0) at the centre -> alpha = 0 there
+        om_re[j], om_im[j] = cp, sp
+        sum_re[j], sum_im[j] = cp, sp
+        e2_re[j], e2_im[j] = cp * cp - sp * sp, F32(2.0) * cp * sp
+        r_pow[j] = exp_f32(log_f32(r_safe) * power)
+    for k in range(1, n_terms):  # Omega_k = -f (2k - 2 + t) / (2k + 2 - t) e^{2 i phi} Omega_{k-1}
+        fac = F32(-f * (2 * k - 2 + t) / (2 * k + 2 - t))
+        for j in range(n):
+            re = fac * (om_re[j] * e2_re[j] - om_im[j] * e2_im[j])
+            im = fac * (om_re[j] * e2_im[j] + om_im[j] * e2_re[j])
+            om_re[j], om_im[j] = re, im
+            sum_re[j] = sum_re[j] + re
+            sum_im[j] = sum_im[j] + im
+    for j in range(n):
+        a = amp * r_pow[j]
+        ux, uy = a * sum_re[j], a * sum_im[j]
+        gx[j] = gx[j] - (m00 * ux + m01 * uy)
+        gy[j] = gy[j] - (m10 * ux + m11 * uy)
+
+
+@inline
 def _row(
     b: int,
     y: float,
     x32: np.ndarray,
     lin: np.ndarray,
-    sie: np.ndarray,
+    macro: np.ndarray,
     sub: np.ndarray,
     tables: np.ndarray,
     table_lo: int,
     gx: np.ndarray,
     gy: np.ndarray,
+    work: np.ndarray,
 ) -> None:
-    """(gx, gy) of the rays (x32[j], y) of sample ``b``: the image row at y (arcsec); see ``_rays_kernel``."""
+    """(gx, gy) of the rays (x32[j], y) of sample ``b``: the image row at y (arcsec); see ``_rays_kernel``.
+
+    ``work`` (7, n) float32 is scratch for the EPL series.
+    """
     n = x32.shape[0]
     rx = F32(lin[b, 0] + lin[b, 2] * y)
     ry = F32(lin[b, 3] + lin[b, 5] * y)
@@ -86,15 +141,17 @@ def _row(
     for j in range(n):
         gx[j] = rx + l1 * x32[j]
         gy[j] = ry + l4 * x32[j]
-    flag = sie[b, 0]
+    flag = macro[b, 0]
     if flag != 0:
-        c2, c5 = F32(sie[b, 2]), F32(sie[b, 5])
-        qqss, s, q2s = F32(sie[b, 7]), F32(sie[b, 8]), F32(sie[b, 9])
-        kq, k = F32(sie[b, 10]), F32(sie[b, 11])
-        m00, m01, m10, m11 = F32(sie[b, 12]), F32(sie[b, 13]), F32(sie[b, 14]), F32(sie[b, 15])
-        xq_r = F32(sie[b, 1] + sie[b, 3] * y)
-        yr_r = F32(sie[b, 4] + sie[b, 6] * y)
-        if flag == 1:
+        c2, c5 = F32(macro[b, 2]), F32(macro[b, 5])
+        qqss, s, q2s = F32(macro[b, 7]), F32(macro[b, 8]), F32(macro[b, 9])
+        kq, k = F32(macro[b, 10]), F32(macro[b, 11])
+        m00, m01, m10, m11 = F32(macro[b, 12]), F32(macro[b, 13]), F32(macro[b, 14]), F32(macro[b, 15])
+        xq_r = F32(macro[b, 1] + macro[b, 3] * y)
+        yr_r = F32(macro[b, 4] + macro[b, 6] * y)
+        if flag == 3:  # EPL: Tessore & Metcalf series of the angular function, then (b / R)^(t - 1)
+            _epl_row(b, xq_r, yr_r, c2, c5, m00, m01, m10, m11, x32, macro, gx, gy, work)
+        elif flag == 1:
             for j in range(n):
                 xq = xq_r + c2 * x32[j]
                 yr = yr_r + c5 * x32[j]
@@ -104,7 +161,7 @@ def _row(
                 gx[j] = gx[j] - (m00 * u + m01 * v)
                 gy[j] = gy[j] - (m10 * u + m11 * v)
         else:  # nearly circular: atan(k z) / k and atanh(k z) / k by their series
-            inv_q = F32(1.0 / sie[b, 16])
+            inv_q = F32(1.0 / macro[b, 16])
             for j in range(n):
                 xq = xq_r + c2 * x32[j]
                 yr = yr_r + c5 * x32[j]
@@ -148,7 +205,7 @@ def _row(
 def _rays_kernel(
     coords: np.ndarray,
     lin: np.ndarray,
-    sie: np.ndarray,
+    macro: np.ndarray,
     sub: np.ndarray,
     tables: np.ndarray,
     table_lo: int,
@@ -157,8 +214,9 @@ def _rays_kernel(
     """out[b, i, j] = (g_x, g_y) of the ray at (coords[j], coords[i]) (arcsec) for every sample b.
 
     Per-sample float64 columns: ``lin`` (B, 6): g_x = l0 + l1 x + l2 y, g_y = l3 + l4 x + l5 y (shear folded
-    in). ``sie`` (B, 17): flag (0 none, 1 SIE, 2 its series), xq = c1 + c2 x + c3 y, yr = c4 + c5 x + c6 y,
-    q^2 s^2, s, q^2 s, k / q, k, C (2 x 2, row-major; g -= C (u, v)), q (``grid_terms.SieTerms``). ``sub``
+    in). ``macro`` (B, 17): flag (0 none, 1 SIE, 2 its series, 3 EPL), xq = c1 + c2 x + c3 y,
+    yr = c4 + c5 x + c6 y, then for SIE: q^2 s^2, s, q^2 s, k / q, k, C (2 x 2, row-major; g -= C (u, v)), q
+    (``grid_terms.SieTerms``); for EPL: f, t = gamma - 1, series terms, 2 b^t / (1 + q), -, C. ``sub``
     (B, 9): flag (0 none, 1 SIS, 2 tabulated), centre x, y, 1 / Rs^2, table row, N (2 x 2; g -= h N (dx, dy)
     with h = 1 / R for SIS, the table's h(R / Rs) otherwise). ``tables`` (T, 2, K): ``radial_table`` rows
     whose first node has index ``table_lo``.
@@ -169,9 +227,10 @@ def _rays_kernel(
         x32[j] = F32(coords[j])
     gx = np.empty(n, np.float32)
     gy = np.empty(n, np.float32)
+    work = np.empty((7, n), np.float32)
     for b in range(lin.shape[0]):
         for i in range(n):
-            _row(b, coords[i], x32, lin, sie, sub, tables, table_lo, gx, gy)
+            _row(b, coords[i], x32, lin, macro, sub, tables, table_lo, gx, gy, work)
             for j in range(n):
                 out[b, i, j, 0] = gx[j]
                 out[b, i, j, 1] = gy[j]
@@ -181,7 +240,7 @@ def _rays_kernel(
 def _render_kernel(
     coords: np.ndarray,
     lin: np.ndarray,
-    sie: np.ndarray,
+    macro: np.ndarray,
     sub: np.ndarray,
     tables: np.ndarray,
     table_lo: int,
@@ -206,6 +265,7 @@ def _render_kernel(
         x32[j] = F32(coords[j])
     gx = np.empty(n, np.float32)
     gy = np.empty(n, np.float32)
+    work = np.empty((7, n), np.float32)
     nb = n // factor
     acc_f = np.zeros(nb, np.float32)
     acc_v = np.zeros(nb, np.float32)
@@ -213,7 +273,7 @@ def _render_kernel(
     for b in range(lin.shape[0]):
         src = source[b].reshape(-1)
         for i in range(n):
-            _row(b, coords[i], x32, lin, sie, sub, tables, table_lo, gx, gy)
+            _row(b, coords[i], x32, lin, macro, sub, tables, table_lo, gx, gy, work)
             for j in range(n):  # bilinear sample: clamped into the zero border, outside reads 0
                 ix = min(max(gx[j] * half + offset, F32(0.0)), top)
                 iy = min(max(gy[j] * half + offset, F32(0.0)), top)
@@ -267,10 +327,50 @@ def pack_sources(flux: np.ndarray, velocity_kms: np.ndarray) -> np.ndarray:
     return out
 
 
+def _epl_columns(kw: Mapping[str, np.ndarray], affine: np.ndarray) -> np.ndarray:
+    """The kernel's ``macro`` columns of EPL lenses (kwargs as (R,) arrays) placed by ``affine`` (R, 2, 2)."""
+    import torch
+
+    from lensml.sim.backends.torch_deflections import _epl_series_terms
+
+    t = sie_terms(kw)  # the frame of the major axis, q and phi: as the SIE
+    q, cos, sin = t.q, t.cos, t.sin
+    c = (1 - q) / (1 + q)
+    terms = np.array([_epl_series_terms(float(e), torch.float32) for e in c], dtype=float)
+    slope = kw["gamma"] - 1
+    b = kw["theta_E"] * np.sqrt(q)
+    amp = 2 / (1 + q) * b**slope
+    rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # back to the sky
+    coef = np.einsum("bij,bjk->bik", affine, rot)
+    zero = np.zeros_like(q)
+    return np.stack(
+        [
+            np.full_like(q, 3.0),
+            q * t.x0,
+            q * cos,
+            q * sin,
+            t.y0,
+            -sin,
+            cos,
+            c,
+            slope,
+            terms,
+            amp,
+            zero,
+            coef[:, 0, 0],
+            coef[:, 0, 1],
+            coef[:, 1, 0],
+            coef[:, 1, 1],
+            zero,
+        ],
+        -1,
+    )
+
+
 def supports(lens_model_list: Sequence[str]) -> bool:
     """Whether the kernel renders this lens list (otherwise use the torch path)."""
     names = [n for n in lens_model_list if n != "SHEAR"]
-    macro = [n for n in names if n == "SIE"]
+    macro = [n for n in names if n in ("SIE", "EPL")]
     radial = [n for n in names if n in ("SIS", *RADIAL_PROFILES)]
     return len(macro) <= 1 and len(radial) <= 1 and len(macro) + len(radial) == len(names)
 
@@ -312,6 +412,9 @@ def ray_terms(
             continue
         kw = {k: v[rows] for k, v in kw.items()}
         a_rows = affine[rows].astype(np.float64)
+        if name == "EPL":
+            sie[rows] = _epl_columns(kw, a_rows)
+            continue
         if name == "SIE":
             t = sie_terms(kw)
             q, s, cos, sin, k_safe = t.q, t.s, t.cos, t.sin, t.k_safe
