@@ -7,7 +7,7 @@ would keep its old machine code after those helpers change. lensml's kernels are
 folder named after a hash of every module that uses this file (``kernel_sources``): editing any of them
 compiles afresh. The folder is ``$NUMBA_CACHE_DIR/lensml-<hash>`` when ``NUMBA_CACHE_DIR`` is set, else
 ``$XDG_CACHE_HOME/lensml/numba/<hash>`` (``~/.cache`` by default); if it cannot be created, numba's own
-cache locations are used.
+cache locations are used, and if none is writable the kernels compile in every process (~15 s).
 
 Options: ``nogil`` (kernels release the GIL), ``error_model="numpy"`` (a division by zero gives inf / nan
 instead of raising, which also lets LLVM vectorise loops with divisions), no bounds checks.
@@ -77,7 +77,10 @@ def kernel(func: Callable | None = None, **options: Any) -> Any:
 
     def wrap(f: Callable) -> Any:
         with _cache_location():
-            return numba.njit(cache=True, **{**KERNEL_OPTIONS, **options})(f)
+            try:
+                return numba.njit(cache=True, **{**KERNEL_OPTIONS, **options})(f)
+            except RuntimeError:  # no writable cache location at all: compile in every process
+                return numba.njit(**{**KERNEL_OPTIONS, **options})(f)
 
     return wrap(func) if func is not None else wrap
 

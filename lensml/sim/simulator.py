@@ -27,9 +27,10 @@ key                dtype, shape   meaning
 =================  =============  ==========================================================================
 
 Config keys, conventions and the lower-level rendering API: ``docs/simulator.md``. Per-sample uniforms:
-lens (``LENS_SLOTS``), source (``lensml.sources.source_priors.SOURCE_SLOTS``), subhalo
-(``SUBHALO_SLOTS``, then the on-arc candidates), and a 64-bit noise seed for the noise of its pixels
-(``lensml.sim.noise_draws``); changing one prior leaves the other draws of a sample unchanged.
+lens (``LENS_SLOTS``), source (``lensml.sources.source_priors.COMMON_SLOTS``, then ``DISK_SLOTS`` or
+``TEMPLATE_SLOTS``), subhalo (``SUBHALO_SLOTS``, then the on-arc candidates), and a 64-bit noise seed for
+the noise of its pixels (``lensml.sim.noise_draws``); changing one prior leaves the other draws of a sample
+unchanged.
 """
 
 from __future__ import annotations

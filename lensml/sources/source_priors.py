@@ -4,9 +4,9 @@
 (templates, ``lensml.sources.template``) or ``mixed`` (a template with probability ``manga_fraction``).
 ``source.split_overrides.<split>`` is merged onto the priors of that split (domain-shift tests).
 
-Every drawn quantity has its own uniform (slot) of the sample's source stream (``SOURCE_SLOTS``, pushed
-through its prior by ``lensml.sim.priors.quantile``), so the draws of a batch are vectorised and a change
-to one prior leaves the other draws of a sample unchanged.
+Every drawn quantity has its own uniform (slot) of the sample's source stream (``COMMON_SLOTS``, then
+``DISK_SLOTS`` or ``TEMPLATE_SLOTS``), pushed through its prior by ``lensml.sim.priors.quantile``, so the
+draws of a batch are vectorised and a change to one prior leaves the other draws of a sample unchanged.
 """
 
 from __future__ import annotations
