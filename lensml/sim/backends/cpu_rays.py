@@ -201,6 +201,16 @@ def _row(
                 gy[j] = gy[j] - h * (n10 * dx + n11 * dy)
 
 
+@inline
+def _row_buffers(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The float32 ray coordinates along a row, the row's (gx, gy) buffers and the EPL scratch."""
+    n = coords.shape[0]
+    x32 = np.empty(n, np.float32)
+    for j in range(n):
+        x32[j] = F32(coords[j])
+    return x32, np.empty(n, np.float32), np.empty(n, np.float32), np.empty((7, n), np.float32)
+
+
 @kernel
 def _rays_kernel(
     coords: np.ndarray,
@@ -222,12 +232,7 @@ def _rays_kernel(
     whose first node has index ``table_lo``.
     """
     n = coords.shape[0]
-    x32 = np.empty(n, np.float32)
-    for j in range(n):
-        x32[j] = F32(coords[j])
-    gx = np.empty(n, np.float32)
-    gy = np.empty(n, np.float32)
-    work = np.empty((7, n), np.float32)
+    x32, gx, gy, work = _row_buffers(coords)
     for b in range(lin.shape[0]):
         for i in range(n):
             _row(b, coords[i], x32, lin, macro, sub, tables, table_lo, gx, gy, work)
@@ -260,12 +265,7 @@ def _render_kernel(
     half = F32(0.5 * m)
     offset = F32(0.5 * m + 0.5)  # grid unit -> padded pixel index: g m / 2 + (m - 1) / 2 + 1
     top = F32(m + 1)
-    x32 = np.empty(n, np.float32)
-    for j in range(n):
-        x32[j] = F32(coords[j])
-    gx = np.empty(n, np.float32)
-    gy = np.empty(n, np.float32)
-    work = np.empty((7, n), np.float32)
+    x32, gx, gy, work = _row_buffers(coords)
     nb = n // factor
     acc_f = np.zeros(nb, np.float32)
     acc_v = np.zeros(nb, np.float32)

@@ -15,6 +15,8 @@ They are compiled into the kernels that call them (``lensml.jit.inline``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -33,48 +35,24 @@ _PI_2 = F32(1.5707963267948966)
 _PI_4 = F32(0.7853981633974483)
 
 
-@intrinsic
-def f32_bits(typingctx, x):  # noqa: ANN001, ANN201 - numba intrinsic
-    """The IEEE-754 bit pattern of a float32 as an int32 (a bit cast, no conversion)."""
-    sig = types.int32(types.float32)
+def _bit_cast(src: types.Type, dst: types.Type, llvm_type: ir.Type, doc: str) -> Any:
+    """A numba intrinsic reinterpreting the bits of a ``src`` value as ``dst`` (no conversion)."""
 
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.bitcast(args[0], ir.IntType(32))
+    @intrinsic
+    def cast(typingctx, x):  # noqa: ANN001, ANN202 - numba intrinsic
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            return builder.bitcast(args[0], llvm_type)
 
-    return sig, codegen
+        return dst(src), codegen
 
-
-@intrinsic
-def bits_f32(typingctx, x):  # noqa: ANN001, ANN201 - numba intrinsic
-    """The float32 whose IEEE-754 bit pattern is the int32 ``x``."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
+    cast.__doc__ = doc
+    return cast
 
 
-@intrinsic
-def f64_bits(typingctx, x):  # noqa: ANN001, ANN201 - numba intrinsic
-    """The IEEE-754 bit pattern of a float64 as an int64 (a bit cast, no conversion)."""
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-@intrinsic
-def bits_f64(typingctx, x):  # noqa: ANN001, ANN201 - numba intrinsic
-    """The float64 whose IEEE-754 bit pattern is the int64 ``x``."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
+f32_bits = _bit_cast(types.float32, types.int32, ir.IntType(32), "The IEEE-754 bits of a float32, as int32.")
+bits_f32 = _bit_cast(types.int32, types.float32, ir.FloatType(), "The float32 of IEEE-754 bits (int32).")
+f64_bits = _bit_cast(types.float64, types.int64, ir.IntType(64), "The IEEE-754 bits of a float64, as int64.")
+bits_f64 = _bit_cast(types.int64, types.float64, ir.DoubleType(), "The float64 of IEEE-754 bits (int64).")
 
 
 @inline
