@@ -64,7 +64,7 @@ def _cache_location() -> Iterator[None]:
         path = cache_dir()
         path.mkdir(parents=True, exist_ok=True)
         numba.config.CACHE_DIR = str(path)
-    except OSError:  # not writable: numba's default cache locations
+    except (OSError, RuntimeError):  # not writable, or no home folder: numba's default cache locations
         pass
     try:
         yield
