@@ -2,10 +2,11 @@
 stale.
 
 ``kernel`` compiles a function once per process, or loads it from the cache. numba keys a cached function on
-its own source file only, so a kernel that inlines helpers from other modules (``simd_math``, ``philox``)
-would keep its old machine code after those helpers change. lensml's kernels are therefore cached in a
-folder named after a hash of every module that uses this file (``kernel_sources``): editing any of them
-compiles afresh. The folder is ``$NUMBA_CACHE_DIR/lensml-<hash>`` when ``NUMBA_CACHE_DIR`` is set, else
+its own source file only, so a kernel that inlines helpers or reads constants from other modules
+(``simd_math``, ``philox``, ``cpu_terms``) would keep its old machine code after those change. lensml's
+kernels are therefore cached in a folder named after a hash of every module that uses this file and of
+every package module those import (``kernel_sources``): editing any of them compiles afresh. The folder is
+``$NUMBA_CACHE_DIR/lensml-<hash>`` when ``NUMBA_CACHE_DIR`` is set, else
 ``$XDG_CACHE_HOME/lensml/numba/<hash>`` (``~/.cache`` by default); if it cannot be created, numba's own
 cache locations are used, and if none is writable the kernels compile in every process (~15 s).
 
@@ -19,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,34 @@ _MARKER = "from lensml.jit import"
 KERNEL_OPTIONS: dict[str, Any] = dict(nogil=True, error_model="numpy", boundscheck=False)
 
 
+_IMPORT = re.compile(r"^\s*(?:from|import)\s+(lensml(?:\.\w+)*)", re.MULTILINE)
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of package module ``name`` (``lensml.a.b``), or None."""
+    base = _PACKAGE.parent.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
 @functools.cache
 def kernel_sources() -> tuple[Path, ...]:
-    """The package modules that define compiled code (they import from this module), and this module."""
-    found = [p for p in _PACKAGE.rglob("*.py") if _MARKER in p.read_text(encoding="utf-8")]
-    return tuple(sorted({Path(__file__).resolve(), *found}))
+    """The package modules that define compiled code (they import from this module), this module, and every
+    package module they import, directly or not (kernels freeze the globals they read, e.g. constants)."""
+    todo = [p.resolve() for p in _PACKAGE.rglob("*.py") if _MARKER in p.read_text(encoding="utf-8")]
+    found = {Path(__file__).resolve()}
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        found.add(path)
+        for name in _IMPORT.findall(path.read_text(encoding="utf-8")):
+            module = _module_file(name)
+            if module is not None and module not in found:
+                todo.append(module)
+    return tuple(sorted(found))
 
 
 def source_digest(paths: tuple[Path, ...]) -> str:

@@ -1,4 +1,4 @@
-"""Compiled CPU ray shooting (lensml.sim.backends.cpu_rays) against lenstronomy and the torch path."""
+"""Compiled CPU ray shooting (lensml.sim.backends.cpu_rays, cpu_terms) against lenstronomy and torch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 from lenstronomy.LensModel.lens_model import LensModel
 
-from lensml.sim.backends.cpu_rays import source_grid_coordinates_cpu, supports
+from lensml.sim.backends.cpu_rays import source_grid_coordinates_cpu
+from lensml.sim.backends.cpu_terms import supports
 from lensml.sim.backends.torch_grid import source_grid_coordinates
 from lensml.sim.subhalo import subhalo_kwargs
 
@@ -100,7 +101,8 @@ def test_unsupported_lens_lists_fall_back():
 def test_fused_sampling_equals_grid_sample_and_block_average(factor):
     import torch.nn.functional as F
 
-    from lensml.sim.backends.cpu_rays import pack_sources, ray_terms, render_blocks_cpu
+    from lensml.sim.backends.cpu_rays import pack_sources, render_blocks_cpu
+    from lensml.sim.backends.cpu_terms import ray_terms
     from lensml.sim.backends.torch_backend import block_average
 
     names, kw = _lens("TNFW", np.array([1e9, 0.0, 1e10, 0.0, 2e9, 5e9]))

@@ -1,68 +1,29 @@
-"""Compiled CPU kernel (numba): rays of the regular image grid straight to source-grid coordinates, float32.
+"""Compiled CPU kernels (numba): trace the rays of the regular image grid to the source, sample it, average.
 
 The same arithmetic as ``torch_grid.source_grid_coordinates`` (``g = A (theta - alpha(theta)) + c``,
-per-sample constants from ``grid_terms``), fused into one pass per image row instead of a dozen passes
-over the whole chunk: a row is built in two short buffers that stay in the L1 cache, then written out
-interleaved as ``grid_sample`` reads it. The SIE terms use the SIMD-friendly ``simd_math`` functions, so the
-row loop is vectorised; a radial subhalo (NFW, TNFW) is looked up in a table indexed by the float32 bit
-pattern of ``(R / Rs)^2`` (``radial_table``); SIS is closed-form.
+per-sample constants from ``cpu_terms`` / ``grid_terms``), one image row at a time instead of a dozen
+passes over the whole chunk: a row of rays is built in short buffers that stay in the L1 cache. The SIE and
+EPL terms use the SIMD-friendly ``simd_math`` functions, so the row loops are vectorised; a radial subhalo
+(NFW, TNFW) is looked up in a table indexed by the float32 bit pattern of ``(R / Rs)^2``
+(``cpu_terms.radial_table``); SIS is closed-form. ``render_blocks_cpu`` then samples the source bilinearly
+along the row (``grid_sample``'s convention, zero outside) and adds it into its pixel row at once;
+``source_grid_coordinates_cpu`` writes the coordinates out instead (for ``grid_sample`` and for tests).
 
-Supported lens lists: any number of ``SHEAR`` terms, at most one ``SIE`` and at most one radial profile
-(``SIS``, ``NFW`` or ``TNFW``); anything else (``EPL``, two subhaloes, ...) returns None and the caller uses
-the torch path. Each sample's row loops depend only on that sample, and the polynomial functions give the
-same bits in the vector body and the scalar remainder of a loop: a sample's coordinates do not depend on the
-batch it is rendered in.
+Lens lists: see ``cpu_terms.supports`` (otherwise the callers use the torch path). Each sample's row loops
+depend only on that sample, and the polynomial functions give the same bits in the vector body and the
+scalar remainder of a loop: a sample does not depend on the batch it is rendered in.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from lensml.jit import inline, kernel
-from lensml.sim.backends.grid_terms import active_rows, fold_shear, numpy_kwargs, sie_terms, tau_key
+from lensml.sim.backends.cpu_terms import TABLE_SHIFT, RayTerms, ray_terms
 from lensml.sim.backends.simd_math import F32, atan_f32, atanh_f32, exp_f32, f32_bits, log_f32
-
-#: Radial table: nodes at float32 values of (R / Rs)^2 whose low ``_TABLE_SHIFT`` mantissa bits are 0, i.e.
-#: 2^(23 - 15) = 256 nodes per octave of (R / Rs)^2 (relative step 2^-8); linear interpolation in (R / Rs)^2
-#: between nodes (relative error ~2e-6 of h), constant outside [1e-6, 1e8] Rs (the range of the torch table).
-_TABLE_SHIFT = 15
-_TABLE_X_RANGE = (1e-6, 1e8)
-_TABLES: dict[tuple[str, float], np.ndarray] = {}
-RADIAL_PROFILES = ("NFW", "TNFW")
-
-
-def _table_bits() -> tuple[int, int]:
-    lo, hi = (np.array([x * x for x in _TABLE_X_RANGE], dtype=np.float32).view(np.int32) >> _TABLE_SHIFT)
-    return int(lo), int(hi)
-
-
-def radial_table(name: str, tau: float) -> np.ndarray:
-    """h(x) = |alpha|(R) / R of profile ``name`` (Rs = 1, alpha_Rs = 1, r_trunc = tau) at the table nodes.
-
-    Returns (2, K) float32: row 0 is h at the nodes, row 1 the difference to the next node. Built in float64
-    from ``torch_deflections`` (lenstronomy's conventions and small-radius clamps, tested against
-    lenstronomy); cached per (name, tau).
-    """
-    key = (name, float(tau))
-    if key not in _TABLES:
-        import torch
-
-        from lensml.sim.backends.torch_lens import PROFILES
-
-        lo, hi = _table_bits()
-        q2 = (np.arange(lo, hi + 1, dtype=np.int64) << _TABLE_SHIFT).astype(np.int32).view(np.float32)
-        x = torch.as_tensor(np.sqrt(q2.astype(np.float64)))
-        kw = {"Rs": 1.0, "alpha_Rs": 1.0} | ({"r_trunc": float(tau)} if name == "TNFW" else {})
-        ax, _ = PROFILES[name](x, torch.zeros_like(x), **kw)
-        h = (ax / x).numpy()
-        table = np.stack([h, np.append(np.diff(h), 0.0)]).astype(np.float32)
-        table.setflags(write=False)
-        _TABLES[key] = table
-    return _TABLES[key]
 
 
 @inline
@@ -188,13 +149,13 @@ def _row(
                 gy[j] = gy[j] - h * (n10 * dx + n11 * dy)
         else:  # NFW / TNFW: alpha = (alpha_Rs / Rs) h(R / Rs) (dx, dy) (alpha_Rs / Rs is in N)
             row = int(sub[b, 4])
-            bits_lo = np.int32(table_lo << _TABLE_SHIFT)
-            bits_hi = np.int32((table_lo + tables.shape[2] - 1) << _TABLE_SHIFT)
+            bits_lo = np.int32(table_lo << TABLE_SHIFT)
+            bits_hi = np.int32((table_lo + tables.shape[2] - 1) << TABLE_SHIFT)
             for j in range(n):
                 dx = x32[j] - sx
                 bits = f32_bits((dx * dx + dy2) * inv_rs2)
                 bits = min(max(bits, bits_lo), bits_hi)
-                t = (bits >> _TABLE_SHIFT) - table_lo
+                t = (bits >> TABLE_SHIFT) - table_lo
                 w = F32(bits & 0x7FFF) * F32(1.0 / 32768.0)
                 h = tables[row, 0, t] + w * tables[row, 1, t]
                 gx[j] = gx[j] - h * (n00 * dx + n01 * dy)
@@ -325,145 +286,6 @@ def pack_sources(flux: np.ndarray, velocity_kms: np.ndarray) -> np.ndarray:
     out = np.empty((b, m + 3, m + 3, 2), np.float32)
     _pack_kernel(flux, velocity_kms, out)
     return out
-
-
-def _epl_columns(kw: Mapping[str, np.ndarray], affine: np.ndarray) -> np.ndarray:
-    """The kernel's ``macro`` columns of EPL lenses (kwargs as (R,) arrays) placed by ``affine`` (R, 2, 2)."""
-    import torch
-
-    from lensml.sim.backends.torch_deflections import _epl_series_terms
-
-    t = sie_terms(kw)  # the frame of the major axis, q and phi: as the SIE
-    q, cos, sin = t.q, t.cos, t.sin
-    c = (1 - q) / (1 + q)
-    terms = np.array([_epl_series_terms(float(e), torch.float32) for e in c], dtype=float)
-    slope = kw["gamma"] - 1
-    b = kw["theta_E"] * np.sqrt(q)
-    amp = 2 / (1 + q) * b**slope
-    rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # back to the sky
-    coef = np.einsum("bij,bjk->bik", affine, rot)
-    zero = np.zeros_like(q)
-    return np.stack(
-        [
-            np.full_like(q, 3.0),
-            q * t.x0,
-            q * cos,
-            q * sin,
-            t.y0,
-            -sin,
-            cos,
-            c,
-            slope,
-            terms,
-            amp,
-            zero,
-            coef[:, 0, 0],
-            coef[:, 0, 1],
-            coef[:, 1, 0],
-            coef[:, 1, 1],
-            zero,
-        ],
-        -1,
-    )
-
-
-def supports(lens_model_list: Sequence[str]) -> bool:
-    """Whether the kernel renders this lens list (otherwise use the torch path)."""
-    names = [n for n in lens_model_list if n != "SHEAR"]
-    macro = [n for n in names if n in ("SIE", "EPL")]
-    radial = [n for n in names if n in ("SIS", *RADIAL_PROFILES)]
-    return len(macro) <= 1 and len(radial) <= 1 and len(macro) + len(radial) == len(names)
-
-
-@dataclass(frozen=True)
-class RayTerms:
-    """The per-sample columns and tables the kernels read (see ``_rays_kernel``)."""
-
-    lin: np.ndarray
-    sie: np.ndarray
-    sub: np.ndarray
-    tables: np.ndarray
-    table_lo: int
-
-    def args(self) -> tuple:
-        return self.lin, self.sie, self.sub, self.tables, self.table_lo
-
-
-def ray_terms(
-    lens_model_list: Sequence[str],
-    kwargs_lens: Sequence[Mapping[str, object]],
-    affine: np.ndarray,
-    offset: np.ndarray,
-) -> RayTerms | None:
-    """The kernels' per-sample terms of a lens list (batch-first lenstronomy kwargs) and a source placement
-    (``affine`` (B, 2, 2), ``offset`` (B, 2)), or None when the lens list is not ``supports``-ed."""
-    if not supports(lens_model_list):
-        return None
-    b = affine.shape[0]
-    m, c, todo = fold_shear(affine, offset, numpy_kwargs(lens_model_list, kwargs_lens, b))
-    lin = np.stack([c[:, 0], m[:, 0, 0], m[:, 0, 1], c[:, 1], m[:, 1, 0], m[:, 1, 1]], -1)
-    sie = np.zeros((b, 17))
-    sub = np.zeros((b, 9))
-    tables = [np.zeros((2, 1), np.float32)]
-    taus: list[float] = []
-    for name, kw in todo:
-        rows = active_rows(name, kw, b)
-        if rows.size == 0:
-            continue
-        kw = {k: v[rows] for k, v in kw.items()}
-        a_rows = affine[rows].astype(np.float64)
-        if name == "EPL":
-            sie[rows] = _epl_columns(kw, a_rows)
-            continue
-        if name == "SIE":
-            t = sie_terms(kw)
-            q, s, cos, sin, k_safe = t.q, t.s, t.cos, t.sin, t.k_safe
-            coef = np.einsum("bij,bjk->bik", a_rows, t.rot)  # g -= A R (u, v)
-            sie[rows] = np.stack(
-                [
-                    np.where(t.small, 2.0, 1.0),
-                    q * t.x0,
-                    q * cos,
-                    q * sin,
-                    t.y0,
-                    -sin,
-                    cos,
-                    q * q * s * s,
-                    s,
-                    q * q * s,
-                    k_safe / q,
-                    t.k,
-                    coef[:, 0, 0],
-                    coef[:, 0, 1],
-                    coef[:, 1, 0],
-                    coef[:, 1, 1],
-                    q,
-                ],
-                -1,
-            )
-            continue
-        cx = kw.get("center_x", np.zeros(rows.size))
-        cy = kw.get("center_y", np.zeros(rows.size))
-        if name == "SIS":
-            kind, strength, inv_rs2, row = 1.0, kw["theta_E"], np.zeros(rows.size), np.zeros(rows.size)
-        else:
-            rs = np.maximum(kw["Rs"], 1e-7)  # lenstronomy: Rs >= 1e-7 arcsec
-            kind, strength, inv_rs2 = 2.0, kw["alpha_Rs"] / rs, 1.0 / rs**2
-            row = np.zeros(rows.size)
-            for tau in np.unique(tau_key(kw)):
-                if tau not in taus:
-                    taus.append(tau)
-                    tables.append(radial_table(name, tau))
-                row[tau_key(kw) == tau] = 1 + taus.index(tau)
-        nmat = a_rows * strength[:, None, None]
-        n_cols = [nmat[:, i, j] for i in (0, 1) for j in (0, 1)]
-        sub[rows] = np.stack([np.full(rows.size, kind), cx, cy, inv_rs2, row, *n_cols], -1)
-    lo, hi = _table_bits()
-    width = hi - lo + 1 if taus else 1
-    stack = np.zeros((len(tables), 2, width), np.float32)
-    for i, tab in enumerate(tables[1:], start=1):
-        stack[i] = tab
-    return RayTerms(lin, sie, sub, stack, lo)
 
 
 def source_grid_coordinates_cpu(

@@ -306,9 +306,9 @@ def render_torch(
     a, c = _grid_affine(sources)
     terms = None
     if cpu_kernels and dt == torch.float32 and torch.device(device).type == "cpu":
-        from lensml.sim.backends import cpu_observe, cpu_rays
+        from lensml.sim.backends import cpu_observe, cpu_rays, cpu_terms
 
-        terms = cpu_rays.ray_terms(lens_model_list, kwargs_lens, a, c)
+        terms = cpu_terms.ray_terms(lens_model_list, kwargs_lens, a, c)
         if terms is not None and cpu_observe.supports(instrument):
             source = cpu_rays.pack_sources(np.asarray(sources.flux), np.asarray(sources.velocity_kms))
             blocks = cpu_rays.render_blocks_cpu(coords64, terms, source, instrument.supersample)
