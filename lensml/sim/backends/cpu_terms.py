@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lensml.sim.backends.grid_terms import active_rows, fold_shear, numpy_kwargs, sie_terms, tau_key
+from lensml.sim.backends.grid_terms import (
+    SieTerms,
+    active_rows,
+    fold_shear,
+    numpy_kwargs,
+    sie_terms,
+    tau_key,
+)
 
 #: Radial table: nodes at float32 values of (R / Rs)^2 whose low ``TABLE_SHIFT`` mantissa bits are 0, i.e.
 #: 2^(23 - 15) = 256 nodes per octave of (R / Rs)^2 (relative step 2^-8); linear interpolation in (R / Rs)^2
@@ -55,44 +62,41 @@ def radial_table(name: str, tau: float) -> np.ndarray:
     return _TABLES[key]
 
 
+def _macro_columns(
+    flag: np.ndarray, t: SieTerms, affine: np.ndarray, rot: np.ndarray, rest: list[np.ndarray]
+) -> np.ndarray:
+    """The kernel's ``macro`` columns: flag, the frame of the major axis (xq = q x', yr = y' as affine
+    functions of the ray), the profile's five constants ``rest``, C = A rot (2 x 2), and q."""
+    q, cos, sin = t.q, t.cos, t.sin
+    coef = np.einsum("bij,bjk->bik", affine, rot)
+    frame = [q * t.x0, q * cos, q * sin, t.y0, -sin, cos]
+    c_cols = [coef[:, i, j] for i in (0, 1) for j in (0, 1)]
+    return np.stack([flag, *frame, *rest, *c_cols, q], -1)
+
+
+def _sie_columns(kw: Mapping[str, np.ndarray], affine: np.ndarray) -> np.ndarray:
+    """SIE lenses (kwargs as (R,) arrays) placed by ``affine`` (R, 2, 2): q^2 s^2, s, q^2 s, k / q, k;
+    g -= C (u, v) with C = A R(-phi) b / k (``grid_terms.SieTerms``)."""
+    t = sie_terms(kw)
+    q, s = t.q, t.s
+    rest = [q * q * s * s, s, q * q * s, t.k_safe / q, t.k]
+    return _macro_columns(np.where(t.small, 2.0, 1.0), t, affine, t.rot, rest)
+
+
 def _epl_columns(kw: Mapping[str, np.ndarray], affine: np.ndarray) -> np.ndarray:
-    """The kernel's ``macro`` columns of EPL lenses (kwargs as (R,) arrays) placed by ``affine`` (R, 2, 2)."""
+    """EPL lenses: f, t = gamma - 1, series terms (float32 precision), 2 b^t / (1 + q), 0; C = A R(-phi)."""
     import torch
 
     from lensml.sim.backends.torch_deflections import _epl_series_terms
 
     t = sie_terms(kw)  # the frame of the major axis, q and phi: as the SIE
     q, cos, sin = t.q, t.cos, t.sin
-    c = (1 - q) / (1 + q)
-    terms = np.array([_epl_series_terms(float(e), torch.float32) for e in c], dtype=float)
+    f = (1 - q) / (1 + q)
+    terms = np.array([_epl_series_terms(float(e), torch.float32) for e in f], dtype=float)
     slope = kw["gamma"] - 1
-    b = kw["theta_E"] * np.sqrt(q)
-    amp = 2 / (1 + q) * b**slope
+    amp = 2 / (1 + q) * (kw["theta_E"] * np.sqrt(q)) ** slope
     rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # back to the sky
-    coef = np.einsum("bij,bjk->bik", affine, rot)
-    zero = np.zeros_like(q)
-    return np.stack(
-        [
-            np.full_like(q, 3.0),
-            q * t.x0,
-            q * cos,
-            q * sin,
-            t.y0,
-            -sin,
-            cos,
-            c,
-            slope,
-            terms,
-            amp,
-            zero,
-            coef[:, 0, 0],
-            coef[:, 0, 1],
-            coef[:, 1, 0],
-            coef[:, 1, 1],
-            zero,
-        ],
-        -1,
-    )
+    return _macro_columns(np.full_like(q, 3.0), t, affine, rot, [f, slope, terms, amp, np.zeros_like(q)])
 
 
 def supports(lens_model_list: Sequence[str]) -> bool:
@@ -140,35 +144,8 @@ def ray_terms(
             continue
         kw = {k: v[rows] for k, v in kw.items()}
         a_rows = affine[rows].astype(np.float64)
-        if name == "EPL":
-            sie[rows] = _epl_columns(kw, a_rows)
-            continue
-        if name == "SIE":
-            t = sie_terms(kw)
-            q, s, cos, sin, k_safe = t.q, t.s, t.cos, t.sin, t.k_safe
-            coef = np.einsum("bij,bjk->bik", a_rows, t.rot)  # g -= A R (u, v)
-            sie[rows] = np.stack(
-                [
-                    np.where(t.small, 2.0, 1.0),
-                    q * t.x0,
-                    q * cos,
-                    q * sin,
-                    t.y0,
-                    -sin,
-                    cos,
-                    q * q * s * s,
-                    s,
-                    q * q * s,
-                    k_safe / q,
-                    t.k,
-                    coef[:, 0, 0],
-                    coef[:, 0, 1],
-                    coef[:, 1, 0],
-                    coef[:, 1, 1],
-                    q,
-                ],
-                -1,
-            )
+        if name in ("SIE", "EPL"):
+            sie[rows] = (_sie_columns if name == "SIE" else _epl_columns)(kw, a_rows)
             continue
         cx = kw.get("center_x", np.zeros(rows.size))
         cy = kw.get("center_y", np.zeros(rows.size))
