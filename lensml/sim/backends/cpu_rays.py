@@ -301,10 +301,13 @@ def source_grid_coordinates_cpu(
     (B, 2, 2), ``offset`` (B, 2)); None when the lens list is not ``supports``-ed.
     """
     terms = ray_terms(lens_model_list, kwargs_lens, affine, offset)
-    if terms is None:
-        return None
+    return None if terms is None else coordinates_from_terms(coords, terms)
+
+
+def coordinates_from_terms(coords: np.ndarray, terms: RayTerms) -> np.ndarray:
+    """``source_grid_coordinates_cpu`` from terms already packed by ``ray_terms``."""
     coords = np.asarray(coords, dtype=np.float64)
-    out = np.empty((affine.shape[0], coords.size, coords.size, 2), np.float32)
+    out = np.empty((terms.lin.shape[0], coords.size, coords.size, 2), np.float32)
     _rays_kernel(coords, *terms.args(), out)
     return out
 

@@ -321,9 +321,9 @@ def render_torch(
             coords = torch.as_tensor(coords64, dtype=dt, device=device)
             grid = source_grid_coordinates(coords, lens_model_list, kwargs_lens, a, c)
         else:
-            from lensml.sim.backends.cpu_rays import source_grid_coordinates_cpu
+            from lensml.sim.backends.cpu_rays import coordinates_from_terms
 
-            grid = torch.from_numpy(source_grid_coordinates_cpu(coords64, lens_model_list, kwargs_lens, a, c))
+            grid = torch.from_numpy(coordinates_from_terms(coords64, terms))  # the terms packed above
         sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
     return {
