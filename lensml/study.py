@@ -240,13 +240,13 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
         stage_train(mine, out_root)
     summary_dir = Path(cfg.summary_dir)
     if study.get("mask_leak"):
-        from lensml.analysis.signal import run_mask_leak
+        from lensml.analysis.leak_checks import run_leak_checks
 
         if "summarise" not in stages:
             return None
         summary = {
             **_header(study, cfg, {}),
-            "mask_leak": run_mask_leak(study["mask_leak"], study.get("common", []), str(cfg.scale)),
+            "mask_leak": run_leak_checks(study["mask_leak"], study.get("common", []), str(cfg.scale)),
         }
         write_json(summary_dir / f"{study['name']}.json", summary)
         return summary

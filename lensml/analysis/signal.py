@@ -83,39 +83,3 @@ def run_signal(spec: dict[str, Any], common: list[str], scale: str) -> dict[str,
             bins.append({"mass_bin": float(mb), **stats})
         result["noise"][noise] = {"bins": bins}
     return result
-
-
-def mask_leak(cfg: DictConfig, n: int, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """How much the validity mask alone reveals the subhalo when the lens and source are fixed.
-
-    The velocity channel is 0 outside the mask, and the mask is computed on the NOISELESS flux
-    (``lensml.sim.instrument``), so the velocity input carries a noiseless isophote of the lensed image.
-    Statistic: the number of pixels whose mask differs from the most common mask among the negatives; returns
-    its ROC AUC (bootstrap 95 % interval), the fraction of negatives sharing that mask and the fraction of
-    positives whose mask differs from it.
-    """
-    from lensml.analysis.bootstrap import bootstrap_metric
-    from lensml.analysis.scoring import render_test_split
-
-    s = render_test_split(cfg, n)
-    y, m = np.asarray(s["label"]), np.asarray(s["mask"])
-    neg = m[y == 0].reshape(int((y == 0).sum()), -1)
-    keys, counts = np.unique(neg, axis=0, return_counts=True)
-    ref = keys[np.argmax(counts)]
-    diff = (m.reshape(len(m), -1) != ref).sum(axis=1).astype(float)
-    auc = bootstrap_metric(diff, y, "auc", n_boot=n_boot, rng=np.random.default_rng(seed))
-    return {
-        "auc": auc,
-        "negatives_sharing_the_mask": float(counts.max() / counts.sum()),
-        "positives_with_changed_mask": float(np.mean(diff[y == 1] > 0)),
-        "n": int(n),
-    }
-
-
-def run_mask_leak(spec: dict[str, Any], common: list[str], scale: str) -> dict[str, Any]:
-    """``spec``: ``conditions`` (name -> overrides), ``n`` / ``n_tiny`` test samples."""
-    n = int(spec.get("n_tiny" if scale == "tiny" else "n", 512))
-    return {
-        name: mask_leak(compose_train_config([*common, *cond]), n)
-        for name, cond in spec["conditions"].items()
-    }
