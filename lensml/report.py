@@ -359,7 +359,8 @@ def _findings(r: Report) -> None:
             f"`{k}` {fmt_ci(e['velocity_chi2_shuffled'])}" for k, e in conds.items() if "noiseless" not in k
         )
         lines.append(
-            f"\n**Leak checks** (section *Leak checks*): a shuffled sample's velocity and mask at AUC {cells}."
+            "\n**Leak checks** (section *Leak checks*): a shuffled sample's velocity and mask at AUC "
+            f"{cells}."
         )
     elif ml:
         cells = ", ".join(f"`{k}` {fmt_ci(e['auc'])}" for k, e in ml["mask_leak"].items())
@@ -746,7 +747,7 @@ def _leak_checks(r: Report, s: Mapping[str, Any]) -> None:
         "`noiseless_mask` condition is the positive control (an idealised mask computed on the noiseless "
         "flux is a noise-free isophote and gives the subhalo away). With the observed mask, the mask is a "
         "threshold of the observed flux: it can tell no more than the flux itself (`flux χ²`), and where the "
-        "subhalo's flux signal reaches the isophote a mask-only classifier is above chance without any leak.\n"
+        "subhalo's flux signal reaches the isophote a mask-only classifier is above chance without a leak.\n"
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lensml.analysis.leak_checks import at_chance, mask_bayes, mask_hamming, pixel_chi2
 from lensml.analysis.bootstrap import auc_rows
+from lensml.analysis.leak_checks import at_chance, mask_bayes, mask_hamming, pixel_chi2
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
