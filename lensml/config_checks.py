@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lensml.data.channels import CHANNEL_MODES, n_channels
+from lensml.data.channels import CHANNEL_MODES, InputNorm, check_streams
 from lensml.errors import ConfigError
 
 MODELS_STREAMS = {1, 2}
@@ -60,6 +60,7 @@ def check_data(cfg: DictConfig) -> None:
     ch = _get(cfg, "data.channels")
     if ch not in CHANNEL_MODES:
         raise ConfigError(f"data.channels={ch!r} is unknown; use one of {sorted(CHANNEL_MODES)}")
+    InputNorm.from_cfg(_get(cfg, "data"))  # data.flux_norm, flux_snr_scale, sigma_v_ref_kms
 
 
 def check_model(cfg: DictConfig) -> None:
@@ -72,12 +73,7 @@ def check_model(cfg: DictConfig) -> None:
         if not isinstance(_get(cfg, key), str):
             raise ConfigError(f"{key} is missing; model configs live in conf/model/ (model=baseline|...)")
     _positive(cfg, "model.optimizer.lr")
-    ch = _get(cfg, "data.channels")
-    if streams == 2 and n_channels(ch) != 2:
-        raise ConfigError(
-            f"model={name} needs 2 input channels (flux, velocity) but data.channels={ch} gives "
-            f"{n_channels(ch)}; use data.channels=flux_velocity or flux_shuffled_velocity, or model=baseline"
-        )
+    check_streams(_get(cfg, "data.channels"), streams, name)  # 2 streams: flux first, then velocity [...]
 
 
 def check_trainer(cfg: DictConfig) -> None:

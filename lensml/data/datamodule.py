@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lensml.data.cache import CacheReader, cache_config
-from lensml.data.channels import n_channels
+from lensml.data.channels import check_flux_norm, n_channels
 from lensml.data.dataset import CacheSource, LensDataset, SimulatorSource, collate
 from lensml.errors import ConfigError
 
@@ -48,6 +48,8 @@ class LensDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers (0 = render in the main process).
         worker_threads: torch threads per worker (0 = leave torch's default).
         velocity_scale_kms, flux_quantile: input normalisation (``lensml.data.channels``).
+        flux_norm: ``peak`` (flux / per-image robust peak) or ``snr`` (flux / per-pixel noise sigma /
+            ``flux_snr_scale``); sigma_v_ref_kms: velocity error of weight 1 in the weight channel (km/s).
         cache_dir: cache folder (mode ``cache``); verify_cache: check shard checksums on load.
         memory_cache: mode ``onthefly`` only: keep rendered samples in memory (per process) so later epochs
             reuse them (~37 kB per 64 x 64 sample and per worker that saw it).
@@ -73,11 +75,17 @@ class LensDataModule(pl.LightningDataModule):
         cache_dir: str = "data/sim_dataset",
         verify_cache: bool = True,
         memory_cache: bool = True,
+        flux_norm: str = "peak",
+        flux_snr_scale: float = 30.0,
+        sigma_v_ref_kms: float = 10.0,
     ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"data.mode={mode!r} is unknown; use one of {MODES}")
         self.in_channels = n_channels(channels)
+        self.flux_norm = check_flux_norm(flux_norm)
+        self.flux_snr_scale = float(flux_snr_scale)
+        self.sigma_v_ref_kms = float(sigma_v_ref_kms)
         self.sim_cfg = sim_cfg
         self.mode = mode
         self.counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
@@ -112,10 +120,11 @@ class LensDataModule(pl.LightningDataModule):
         for split, n in self.counts.items():
             self.datasets[split] = LensDataset(
                 source, split, n, self.seed, self.channels, self.velocity_scale_kms, self.flux_quantile,
-                memory_cache=self.memory_cache,
+                memory_cache=self.memory_cache, flux_norm=self.flux_norm, flux_snr_scale=self.flux_snr_scale,
+                sigma_v_ref_kms=self.sigma_v_ref_kms,
             )
-        log.info("data: mode=%s channels=%s counts=%s seed=%d", self.mode, self.channels, self.counts,
-                 self.seed)
+        log.info("data: mode=%s channels=%s flux_norm=%s counts=%s seed=%d", self.mode, self.channels,
+                 self.flux_norm, self.counts, self.seed)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

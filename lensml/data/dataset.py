@@ -2,8 +2,9 @@
 
 One code path for both modes: a *sample source* returns raw samples (the ``lensml.sim.simulator`` dict) for
 indices of a split; the dataset selects the channels (``lensml.data.channels``), including the shuffled
-velocity pairing, and normalises them. Sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)``
-in both modes, whatever the worker, batch or process that asks for it.
+velocity pairing (velocity, mask and sigma_v of sample ``perm(i)`` together), and normalises them. Sample
+``i`` of split ``s`` is a pure function of ``(seed, s, i)`` in both modes, whatever the worker, batch or
+process that asks for it.
 
 ``__getitems__`` renders a whole batch with ONE ``sample_batch`` call (the DataLoader calls it with the
 batch's indices); ``collate`` then passes the ready batch dict through. Batch dict:
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from lensml.data.cache import CacheReader
-from lensml.data.channels import needs_shuffle, shuffle_permutation, stack_channels
+from lensml.data.channels import VELOCITY_KEYS, InputNorm, needs_shuffle, shuffle_permutation, stack_sample
 
 
 class SampleSource(Protocol):
@@ -75,7 +76,8 @@ class LensDataset(Dataset):
         seed: data seed (fixes the samples and the velocity shuffle).
         channels: channel mode.
         velocity_scale_kms: fixed velocity normalisation (km/s).
-        flux_quantile: quantile used as the per-sample flux peak.
+        flux_quantile: quantile used as the per-sample flux peak (``flux_norm="peak"``).
+        flux_norm, flux_snr_scale, sigma_v_ref_kms: flux units and weight scale (``lensml.data.channels``).
         memory_cache: keep rendered samples in memory (per process) so later epochs do not re-render them;
             the samples are the same either way (pure functions of (seed, split, i)).
     """
@@ -90,6 +92,9 @@ class LensDataset(Dataset):
         velocity_scale_kms: float = 300.0,
         flux_quantile: float = 0.995,
         memory_cache: bool = False,
+        flux_norm: str = "peak",
+        flux_snr_scale: float = 30.0,
+        sigma_v_ref_kms: float = 10.0,
     ) -> None:
         self.source = source
         self.memory_cache = bool(memory_cache)
@@ -98,8 +103,8 @@ class LensDataset(Dataset):
         self.n = int(n)
         self.seed = int(seed)
         self.channels = channels
-        self.velocity_scale_kms = float(velocity_scale_kms)
-        self.flux_quantile = float(flux_quantile)
+        self.norm = InputNorm(float(velocity_scale_kms), float(flux_quantile), flux_norm,
+                              float(flux_snr_scale), float(sigma_v_ref_kms))
         self.perm = shuffle_permutation(seed, split, self.n) if needs_shuffle(channels) else None
 
     def __len__(self) -> int:
@@ -117,7 +122,8 @@ class LensDataset(Dataset):
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
     def raw(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        """Raw samples (simulator dict) for ``indices``, velocity already re-paired in the shuffle mode."""
+        """Raw samples (simulator dict) for ``indices``; in the shuffle modes the ``VELOCITY_KEYS`` (velocity,
+        mask, sigma_v_kms) are those of sample ``perm[i]``, every other key that of sample i."""
         idx = np.asarray(indices, dtype=np.int64)
         if np.any((idx < 0) | (idx >= self.n)):
             raise IndexError(f"index out of range for {self.split} split of {self.n} samples")
@@ -127,16 +133,15 @@ class LensDataset(Dataset):
         both, inverse = np.unique(np.concatenate([idx, vel_idx]), return_inverse=True)
         data = self._get(both)
         out = {k: np.asarray(v)[inverse[: len(idx)]] for k, v in data.items()}
-        out["velocity"] = np.asarray(data["velocity"])[inverse[len(idx):]]
+        for key in VELOCITY_KEYS:
+            if key in data:
+                out[key] = np.asarray(data[key])[inverse[len(idx):]]
         return out
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
         idx = np.asarray(indices, dtype=np.int64)
         data = self.raw(idx)
-        x = stack_channels(
-            self.channels, np.asarray(data["flux"]), np.asarray(data["velocity"]),
-            self.velocity_scale_kms, self.flux_quantile,
-        )
+        x = stack_sample(self.channels, data, self.norm)
         return {
             "x": torch.from_numpy(x),
             "label": torch.as_tensor(np.asarray(data["label"]), dtype=torch.long),
