@@ -1,6 +1,7 @@
 """The two CNNs: ``BaselineCNN`` (one stream) and ``DualStreamCNN`` (flux and velocity streams).
 
-Input: (B, C, N, N) float32, channels as built by ``lensml.data.channels`` (flux first, then velocity).
+Input: (B, C, N, N) float32, channels as built by ``lensml.data.channels``: flux first (when present), then
+the velocity-side channels (velocity, then mask and weight in the modes that have them).
 Output: (B, n_classes) logits; class 1 = subhalo present.
 """
 
@@ -82,7 +83,13 @@ class BaselineCNN(nn.Module):
 
 
 class DualStreamCNN(nn.Module):
-    """Two conv streams (channel 0 flux, channel 1 velocity) to 64-d each, concatenated, 128 -> 64 -> 2."""
+    """Two conv streams to 64-d each, concatenated, 128 -> 64 -> 2.
+
+    The flux stream sees channel 0 (flux); the velocity stream sees channels 1 .. C-1 (velocity, and the
+    mask and weight in the modes that have them). With C = 2 (``flux_velocity``) this is the seed
+    architecture, parameter for parameter; each extra channel adds 16 x 9 weights to the velocity stream's
+    first convolution.
+    """
 
     n_streams = 2
 
@@ -97,12 +104,15 @@ class DualStreamCNN(nn.Module):
         norm: str = "none",
     ) -> None:
         super().__init__()
-        if in_channels != 2:
-            raise ValueError(f"DualStreamCNN needs 2 input channels (flux, velocity), got {in_channels}")
+        if in_channels < 2:
+            raise ValueError(
+                f"DualStreamCNN needs >= 2 input channels (flux, then velocity [, mask, weight]), "
+                f"got {in_channels}"
+            )
         self.flux_encoder = ConvEncoder(1, widths, global_pool, norm)
-        self.velocity_encoder = ConvEncoder(1, widths, global_pool, norm)
+        self.velocity_encoder = ConvEncoder(in_channels - 1, widths, global_pool, norm)
         self.head = _head(2 * self.flux_encoder.out_dim, hidden, n_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.cat([self.flux_encoder(x[:, 0:1]), self.velocity_encoder(x[:, 1:2])], dim=1)
+        z = torch.cat([self.flux_encoder(x[:, :1]), self.velocity_encoder(x[:, 1:])], dim=1)
         return self.head(z)

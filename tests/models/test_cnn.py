@@ -65,3 +65,43 @@ def test_encoder_refuses_unknown_pool_and_norm() -> None:
         ConvEncoder(1, global_pool="median")
     with pytest.raises(ValueError, match="norm"):
         ConvEncoder(1, norm="layer")
+
+
+@pytest.mark.parametrize("mode", ["flux_velocity", "flux_velocity_mask", "flux_velocity_weight",
+                                  "flux_shuffled_velocity_mask", "flux_shuffled_velocity_weight"])
+def test_dual_stream_routes_flux_to_one_stream_and_the_velocity_side_to_the_other(mode: str) -> None:
+    from lensml.data.channels import n_channels
+
+    c = n_channels(mode)
+    net = DualStreamCNN(in_channels=c)
+    enc = (16 * 9 + 16) + (32 * 16 * 9 + 32) + (64 * 32 * 9 + 64)
+    # only the velocity stream's first convolution grows: 16 x 9 weights per extra channel
+    assert n_params(net) == 2 * enc + 16 * 9 * (c - 2) + (128 * 64 + 64) + (64 * 2 + 2)
+    assert net.flux_encoder.features[0].in_channels == 1
+    assert net.velocity_encoder.features[0].in_channels == c - 1
+    torch.manual_seed(0)
+    x = torch.randn(3, c, 32, 32)
+    assert net(x).shape == (3, 2)
+    flux, velocity_side = [0], list(range(1, c))
+    for silenced, seen, unseen in (("velocity_encoder", flux, velocity_side),
+                                   ("flux_encoder", velocity_side, flux)):
+        probe = DualStreamCNN(in_channels=c)
+        probe.load_state_dict(net.state_dict())
+        for p in getattr(probe, silenced).parameters():
+            torch.nn.init.zeros_(p)
+        x2 = x.clone()
+        x2[:, unseen] = torch.randn(3, len(unseen), 32, 32)  # only the silenced stream sees these: no effect
+        assert torch.allclose(probe(x), probe(x2))
+        x3 = x.clone()
+        x3[:, seen] += 1.0  # the live stream sees these: the output changes
+        assert not torch.allclose(probe(x), probe(x3))
+    # every velocity-side channel (mask, weight included) reaches the velocity stream
+    for ch in range(1, c):
+        x4 = x.clone()
+        x4[:, ch] += 1.0
+        assert not torch.allclose(net(x), net(x4))
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 4])
+def test_baseline_takes_any_channel_count(c: int) -> None:
+    assert BaselineCNN(in_channels=c)(torch.zeros(2, c, 32, 32)).shape == (2, 2)
