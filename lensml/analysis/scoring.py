@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lensml.data.cache import cache_config, config_hash, physics_config
-from lensml.data.channels import n_channels
+from lensml.data.channels import InputNorm, n_channels
 from lensml.data.dataset import LensDataset
 from lensml.errors import ConfigError, DataError
 
@@ -152,14 +152,18 @@ def predict(
 ) -> np.ndarray:
     """P(subhalo) for every sample, inputs built by ``LensDataset`` with the run's channel mode."""
     n = len(samples["label"])
+    norm = InputNorm.from_cfg(cfg.data)
     ds = LensDataset(
         MemorySource(samples),
         "test",
         n,
         int(cfg.data.seed),
         channels or cfg.data.channels,
-        float(cfg.data.velocity_scale_kms),
-        float(cfg.data.flux_quantile),
+        norm.velocity_scale_kms,
+        norm.flux_quantile,
+        flux_norm=norm.flux_norm,
+        flux_snr_scale=norm.flux_snr_scale,
+        sigma_v_ref_kms=norm.sigma_v_ref_kms,
     )
     out = []
     for i in range(0, n, batch):
