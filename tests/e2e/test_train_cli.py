@@ -79,6 +79,21 @@ def test_train_dual_stream_low_snr_wandb_offline_without_key_or_network(tmp_path
     assert m["wandb_dir"] == str(offline[0])
 
 
+def test_train_velocity_weight_mode_snr_flux(tmp_path):
+    """experiment=velocity_weight (flux; velocity, mask, weight; flux in S/N units) through the real CLI."""
+    import torch
+
+    run = tmp_path / "run"
+    cli("lensml.train", "experiment=velocity_weight", "trainer.max_epochs=1", "data.n_train=64",
+        "data.n_val=32", "data.n_test=32", "logger=csv", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)
+    m = check_run_dir(run, 32)
+    assert m["model"] == "dual_stream" and m["channels"] == "flux_velocity_weight"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = ckpt["state_dict"]
+    assert state["net.flux_encoder.features.0.weight"].shape[1] == 1  # flux stream: channel 0
+    assert state["net.velocity_encoder.features.0.weight"].shape[1] == 3  # velocity, mask, weight
+
+
 @pytest.mark.slow
 def test_sweep_then_aggregate(tmp_path):
     sweep = tmp_path / "sweep"
