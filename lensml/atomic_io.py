@@ -1,38 +1,136 @@
 """Atomic file writes: write to a temporary name in the same folder, then ``os.replace``.
 
-A crash never leaves a half-written file under the final name.
+A crash never leaves a half-written file under the final name. Temporary names are this tool's own and say
+who wrote them::
+
+    .<final name>.<pid>@<host>.<8 random chars>.tmp<final suffix>
+    e.g. .train_00000.npz.4242@node7.k3x9q1ab.tmp.npz
+
+A writer killed outright (SIGKILL, power loss) leaves its temporary file behind; ``sweep_stale_temps``
+removes such leftovers on a later run, and only when no writer can still hold them: the name must match the
+pattern above, and either its PID is dead on this host, or (another host, e.g. a shared cluster folder, or a
+PID reused since) it has not been modified for ``STALE_AGE_S`` seconds. Files are created with mode
+``0o666 & ~umask``, as ``open(path, "w")`` creates them (``tempfile.mkstemp`` would give 0600).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
-import tempfile
+import re
+import secrets
+import socket
+import string
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
+#: a temporary file untouched for this long (seconds) is stale whoever wrote it (writes touch it constantly)
+STALE_AGE_S = 6 * 3600.0
+_HOST_CHARS = re.compile(r"[^A-Za-z0-9-]")
+_ALPHABET = string.ascii_lowercase + string.digits
+_TEMP_NAME = re.compile(
+    r"^\.(?P<final>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[a-z0-9]{8}\.tmp(?P<suffix>.*)$"
+)
+#: ``tempfile.mkstemp`` names of lensml <= 0.x (no owner in the name): swept by age only
+_LEGACY_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def host_tag() -> str:
+    """This host's name as it appears in temporary names (characters other than ``[A-Za-z0-9-]`` -> ``-``)."""
+    return _HOST_CHARS.sub("-", socket.gethostname()) or "host"
+
+
+def temp_name(final_name: str, suffix: str) -> str:
+    """A fresh temporary name for ``final_name`` (module docstring) owned by this process."""
+    rand = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    return f".{final_name}.{os.getpid()}@{host_tag()}.{rand}.tmp{suffix}"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, on error delete it.
 
-    The temporary name keeps the final suffix so libraries that look at the extension still work.
+    The temporary name keeps the final suffix so libraries that look at the extension still work. Stale
+    temporary files of the same final name left by killed writers are swept first.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    sweep_stale_temps(final.parent, final_name=final.name)
+    while True:
+        tmp_path = final.parent / temp_name(final.name, final.suffix)
+        try:  # O_EXCL: never share a name; mode 0o666 is reduced by the umask like any open()
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 36**8 names
+            continue
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_stale_temp(path: Path, now: float | None = None, max_age_s: float = STALE_AGE_S) -> bool:
+    """True if ``path`` is one of this tool's temporary names and no live writer can hold it (docstring).
+
+    Temporary names of older lensml versions (``.<name>.<8 chars>.tmp<suffix>``, no owner) are stale by age.
+    """
+    m = _TEMP_NAME.match(path.name)
+    legacy = m is None and _LEGACY_TEMP_NAME.match(path.name) is not None
+    if m is None and not legacy:
+        return False
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > max_age_s:
+        return True
+    if m is None:
+        return False
+    pid = int(m.group("pid"))
+    return m.group("host") == host_tag() and pid != os.getpid() and not _pid_alive(pid)
+
+
+def sweep_stale_temps(
+    folder: str | os.PathLike[str], final_name: str | None = None, max_age_s: float = STALE_AGE_S
+) -> list[Path]:
+    """Delete stale temporary files of this tool in ``folder`` (of ``final_name`` only, if given).
+
+    Returns the removed paths. Files of other tools, and temporary files a live writer may hold, are kept.
+    """
+    folder = Path(folder)
+    pattern = f".{glob.escape(final_name)}.*.tmp*" if final_name else ".*.tmp*"
+    removed = []
+    now = time.time()
+    for p in folder.glob(pattern):
+        m = _TEMP_NAME.match(p.name) or _LEGACY_TEMP_NAME.match(p.name)
+        if m and (final_name is None or m.group("final") == final_name) and is_stale_temp(p, now, max_age_s):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+                log.warning("removed %s: temporary file of a killed writer", p)
+    return removed
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
