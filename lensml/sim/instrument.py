@@ -1,20 +1,29 @@
-"""Instrument and noise: PSF kernel, image grid settings, flux and velocity noise, validity mask.
+"""Instrument and noise: PSF kernel, image grid, spectral set-up, flux and velocity noise, validity mask.
 
 Conventions:
 
 - Angles in **arcsec**; the PSF is given by its FWHM (arcsec) or as an explicit odd-sized kernel (``.npy``) at
   the detector pixel scale. A Gaussian kernel is sampled at pixel-centre offsets and normalised to sum 1.
+- Spectral set-up: the emission line traced (``line``, rest wavelength in Angstrom, vacuum), the
+  instrument's wavelength coverage (um) and resolving power R = lambda / FWHM. The line observed at
+  ``rest * (1 + z_source)`` must fall in the coverage (``check_line_coverage``); R sets the instrumental
+  line width ``c / (2.3548 R)``.
 - Flux is in arbitrary surface-brightness units; noise is set relative to the **noiseless peak** of each
   image: Poisson noise with ``peak_snr`` at the peak (counts = flux / peak * peak_snr^2) plus a Gaussian
-  background of ``background_sigma_frac * peak``.
-- Velocity noise is Gaussian, in km/s: ``sigma_v = sigma_v_kms * sqrt(peak / flux)`` capped at
-  ``sigma_v_max_kms``, i.e. line-fit errors grow as 1/sqrt(flux) towards faint pixels. It is added inside the
-  validity mask only; outside the mask the velocity is 0.
-- The validity mask is where the flux exceeds ``mask_frac_of_peak`` times the image's peak. With
-  ``mask_from="observed"`` (default; an IFU pipeline masks spaxels by their measured line flux) it is
-  computed on the noisy observed flux and its maximum; with ``mask_from="noiseless"`` on the noiseless
-  flux. The noiseless mask is an idealisation that leaks: the velocity channel is 0 outside the mask, so
-  it would carry a noise-free isophote of the lensed image (docs/science.md, the mask-leak study).
+  background of ``background_sigma_frac * peak``. ``peak_snr`` is a prior (number or named distribution,
+  ``lensml.sim.priors``) drawn per sample by the simulator.
+- Velocity noise is Gaussian, in km/s, the centroid error of the emission line in each pixel
+  (``lensml.sim.velocity_noise``): ``sigma_v = sqrt((kappa sigma_line / SNR_pix)^2 + floor^2)``, capped at
+  ``sigma_v_max_kms``, with ``SNR_pix`` the pixel's line S/N under the flux noise above.
+- The renderers give the flux-weighted velocity wherever the convolved flux is positive; the noise is added
+  to every pixel and only then is the velocity set to 0 outside the final validity mask. That mask is where
+  the flux exceeds ``mask_frac_of_peak`` times the image's peak: with ``mask_from="observed"`` (default; an
+  IFU pipeline masks spaxels by their measured line flux) on the noisy observed flux and its maximum; with
+  ``mask_from="noiseless"`` on the noiseless flux. The noiseless mask is an idealisation that leaks: the
+  velocity channel is 0 outside it, so it would carry a noise-free isophote of the lensed image
+  (docs/science.md, the mask-leak study).
+- The error maps a pipeline would report (``reported_sigmas``) are computed from observed quantities only
+  (noisy flux, its peak, the drawn peak S/N and line width), never from the noiseless image.
 """
 
 from __future__ import annotations
@@ -23,12 +32,27 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lensml.errors import ConfigError, DataError
+from lensml.sim.velocity_noise import (
+    FWHM_PER_SIGMA,
+    KAPPA_BACKGROUND_LIMITED,
+    flux_sigma,
+    velocity_sigma_kms,
+)
 
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+#: Rest-frame vacuum wavelengths (Angstrom) of the emission lines a preset may name (``instrument.line``);
+#: [OII] is the 3727.09 / 3729.88 doublet's mean (blended at R < ~4000).
+EMISSION_LINES_ANGSTROM: dict[str, float] = {
+    "H-alpha": 6564.61,
+    "H-beta": 4862.68,
+    "[OIII]5008": 5008.24,
+    "[OII]3728": 3728.48,
+    "Ly-alpha": 1215.67,
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +66,11 @@ class Instrument:
     velocity_grid: int | None = (
         None  # render the velocity on a coarser grid (e.g. 32), then resample to n_pix
     )
+    name: str = "default"
+    line: str = "H-alpha"
+    line_rest_angstrom: float = EMISSION_LINES_ANGSTROM["H-alpha"]
+    wavelength_range_um: tuple[float, float] = (0.97, 2.45)
+    resolving_power: float = 3800.0
 
     @property
     def psf_half(self) -> int:
@@ -58,14 +87,37 @@ class Instrument:
         return self.n_pix * self.pixel_scale_arcsec
 
 
+def check_line_coverage(instrument: Instrument, z_source: float) -> float:
+    """Observed wavelength (um) of the instrument's line at ``z_source``; ``ConfigError`` if not covered."""
+    lo, hi = instrument.wavelength_range_um
+    obs_um = instrument.line_rest_angstrom * 1e-4 * (1.0 + z_source)
+    if not lo <= obs_um <= hi:
+        z_lo, z_hi = lo / (instrument.line_rest_angstrom * 1e-4) - 1, hi / (instrument.line_rest_angstrom * 1e-4) - 1
+        raise ConfigError(
+            f"lens.z_source={z_source:g} puts instrument.line={instrument.line!r} "
+            f"({instrument.line_rest_angstrom:g} A rest) at {obs_um:.3f} um, outside "
+            f"instrument.wavelength_range_um=[{lo:g}, {hi:g}] of instrument.name={instrument.name!r}; "
+            f"use {max(z_lo, 0):.2f} <= lens.z_source <= {z_hi:.2f} for this line, another line "
+            f"(instrument.line=..., e.g. '[OII]3728' for bluer coverage), or an instrument that covers it "
+            f"(e.g. instrument=jwst_nirspec, 0.97-5.27 um)."
+        )
+    return obs_um
+
+
 @dataclass(frozen=True)
 class Noise:
-    """Noise settings (see the module docstring). ``peak_snr=None`` switches the flux noise off."""
+    """Noise settings (see the module docstring).
 
-    peak_snr: float | None = 30.0
+    ``peak_snr``: a number, None (no Poisson noise) or a named prior drawn per sample by the simulator
+    (``add_noise`` then needs the drawn values). ``kappa``, ``sigma_v_floor_kms``, ``sigma_v_max_kms``: the
+    velocity-error model of ``lensml.sim.velocity_noise``.
+    """
+
+    peak_snr: Any = 30.0
     background_sigma_frac: float = 0.02
-    sigma_v_kms: float = 10.0
-    sigma_v_max_kms: float = 100.0
+    kappa: float = KAPPA_BACKGROUND_LIMITED
+    sigma_v_floor_kms: float = 5.0
+    sigma_v_max_kms: float = 300.0
     mask_frac_of_peak: float = 0.05
     mask_from: str = "observed"
 
@@ -146,22 +198,38 @@ def noise_keys(keys: Sequence[int | np.random.Generator] | np.ndarray) -> np.nda
     )
 
 
+def per_sample_peak_snr(noise: Noise, peak_snr: float | np.ndarray | None, b: int) -> np.ndarray:
+    """(B,) float64 peak S/N: the drawn values, or ``noise.peak_snr`` if it is a number; inf = no Poisson."""
+    value = noise.peak_snr if peak_snr is None else peak_snr
+    if isinstance(value, dict):
+        raise ValueError(
+            "add_noise: noise.peak_snr is a prior; pass the drawn values (peak_snr=DrawBatch.peak_snr)."
+        )
+    value = np.inf if value is None else value
+    out = np.broadcast_to(np.asarray(value, dtype=np.float64), (b,)).copy()
+    return np.where(out > 0, out, np.inf)
+
+
 def add_noise(
     flux: np.ndarray,
     velocity_kms: np.ndarray,
     mask: np.ndarray,
     noise: Noise,
     keys: Sequence[int | np.random.Generator] | np.ndarray,
+    sigma_line_kms: float | np.ndarray,
+    peak_snr: float | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Noisy (flux, velocity) of a batch (B, N, N) of noiseless maps; sample b uses ``keys[b]`` only.
 
-    ``keys`` are the samples' 64-bit noise seeds (``Simulator.draw`` gives them; a ``numpy`` generator in
-    their place gives one draw). Every pixel's numbers come from the counter-based generator keyed by the
-    seed (``lensml.sim.noise_draws``: exact Poisson counts, Box-Muller normals for the background and the
-    velocity), in one compiled pass over the batch. ``mask`` is the noiseless mask; with
-    ``noise.mask_from="observed"`` the velocity is zeroed outside ``observed_mask(noisy flux)`` instead
-    (call ``observed_mask`` on the returned flux to get that mask). Images with no positive flux are
-    returned unchanged, with velocity 0.
+    ``keys`` are the samples' 64-bit noise seeds (``Simulator.draw_batch`` gives them; a ``numpy`` generator
+    in their place gives one draw), ``sigma_line_kms`` (scalar or (B,)) the observed line dispersion
+    (``velocity_noise.line_sigma_kms``), ``peak_snr`` (scalar or (B,)) the drawn peak S/N (default
+    ``noise.peak_snr`` if it is a number). ``velocity_kms`` is the flux-weighted velocity wherever the flux
+    is positive. Every pixel's numbers come from the counter-based generator keyed by the seed
+    (``lensml.sim.noise_draws``: exact Poisson counts, Box-Muller normals for the background and the
+    velocity), in one compiled pass over the batch. The velocity is then set to 0 outside the final mask:
+    ``observed_mask(noisy flux)`` with ``noise.mask_from="observed"``, else ``mask``. Images with no positive
+    flux are returned unchanged, with velocity 0.
     """
     from lensml.sim.noise_draws import noise_kernel
 
@@ -169,17 +237,22 @@ def add_noise(
     v = np.ascontiguousarray(velocity_kms, dtype=np.float32)
     m = np.ascontiguousarray(mask, dtype=bool)
     seeds = noise_keys(keys)
-    if seeds.shape != (f.shape[0],):
-        raise ValueError(f"add_noise: {f.shape[0]} images but {seeds.size} noise seeds; give one per image.")
+    b = f.shape[0]
+    if seeds.shape != (b,):
+        raise ValueError(f"add_noise: {b} images but {seeds.size} noise seeds; give one per image.")
+    snr = per_sample_peak_snr(noise, peak_snr, b)
+    line = np.broadcast_to(np.asarray(sigma_line_kms, dtype=np.float64), (b,)).copy()
     out_f, out_v = np.empty_like(f), np.empty_like(f)
     noise_kernel(
         f,
         v,
         m,
         seeds,
-        float(noise.peak_snr) if noise.peak_snr is not None else 0.0,
+        np.where(np.isfinite(snr), snr, 0.0),  # the kernel's "off": <= 0
+        line,
         float(noise.background_sigma_frac),
-        float(noise.sigma_v_kms),
+        float(noise.kappa),
+        float(noise.sigma_v_floor_kms),
         float(noise.sigma_v_max_kms),
         float(noise.mask_frac_of_peak),
         noise.mask_from == "observed",
@@ -187,3 +260,35 @@ def add_noise(
         out_v,
     )
     return out_f, out_v
+
+
+def reported_sigmas(
+    flux_obs: np.ndarray,
+    noise: Noise,
+    sigma_line_kms: float | np.ndarray,
+    peak_snr: float | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma_v_kms, flux_sigma) float32 (B, N, N): the error maps a pipeline would report.
+
+    From observed quantities only: the noisy flux and its per-image maximum, the drawn peak S/N and line
+    width, ``noise.background_sigma_frac`` (relative to the observed peak). A map computed from the
+    noiseless flux would hand the network the noiseless isophote. ``sigma_v_kms`` is the formula's value in
+    every pixel (``sigma_v_max_kms`` where the observed flux is <= 0), also outside the mask where the
+    velocity is 0; ``flux_sigma`` is 0 where the flux is noiseless.
+    """
+    f = np.asarray(flux_obs, dtype=np.float64)
+    b = f.shape[0]
+    snr = per_sample_peak_snr(noise, peak_snr, b)
+    peak = np.maximum(f.reshape(b, -1).max(axis=1), 0.0)
+    s_f = flux_sigma(f, peak, snr, noise.background_sigma_frac)
+    s_v = velocity_sigma_kms(
+        f,
+        peak,
+        snr,
+        noise.background_sigma_frac,
+        np.broadcast_to(np.asarray(sigma_line_kms, dtype=np.float64), (b,)),
+        noise.kappa,
+        noise.sigma_v_floor_kms,
+        noise.sigma_v_max_kms,
+    )
+    return s_v.astype(np.float32), s_f.astype(np.float32)

@@ -1,11 +1,13 @@
 """The noise of a batch of images in one compiled pass (numba): exact Poisson counts and Gaussian normals.
 
 Each pixel draws its own numbers from Philox4x32-10 (``lensml.sim.philox``) keyed by its sample's 64-bit
-noise seed, so a sample's noise depends on that seed only (not on the batch, the order or the machine):
+noise seed, so a sample's noise depends on that seed and its own (peak S/N, line width) only (not on the
+batch, the order or the machine):
 
 - counter ``(pixel, 0, 0, 0)``: words 0, 1 give two standard normals by the Box-Muller transform (the
-  Gaussian background and the velocity noise); words 2, 3 give the first (U, V) pair of the Poisson draw
-  (U alone for inversion).
+  Gaussian background, ``r cos``, and the velocity noise, ``r sin``, scaled by the pixel's line-centroid
+  error, ``lensml.sim.velocity_noise``); words 2, 3 give the first (U, V) pair of the Poisson draw (U alone
+  for inversion).
 - counter ``(pixel, 1, r, 0)``, r = 0, 1, ...: two more (U, V) pairs each, for rejected PTRS attempts.
 
 Poisson counts are exact: for a mean ``lam >= 10`` Hörmann's transformed rejection with squeeze (PTRS,
@@ -173,9 +175,11 @@ def noise_kernel(
     velocity: np.ndarray,
     mask: np.ndarray,
     keys: np.ndarray,
-    peak_snr: float,
+    peak_snr: np.ndarray,
+    sigma_line_kms: np.ndarray,
     background_sigma_frac: float,
-    sigma_v_kms: float,
+    kappa: float,
+    sigma_v_floor_kms: float,
     sigma_v_max_kms: float,
     mask_frac_of_peak: float,
     mask_from_observed: bool,
@@ -184,9 +188,11 @@ def noise_kernel(
 ) -> None:
     """Noisy flux and velocity (B, H, W) float32 of noiseless ``flux``, ``velocity``, ``mask``.
 
-    ``keys`` (B,) uint64 are the samples' noise seeds; ``peak_snr <= 0`` switches the Poisson noise off. See
-    ``lensml.sim.instrument.add_noise`` for the noise model. Images without positive flux are copied with
-    velocity 0.
+    ``keys`` (B,) uint64 are the samples' noise seeds, ``peak_snr`` and ``sigma_line_kms`` (B,) float64 their
+    peak S/N (``<= 0`` switches the Poisson noise off) and line dispersion. The velocity error of a pixel is
+    ``lensml.sim.velocity_noise.velocity_sigma_kms`` of its noiseless flux (float32 arithmetic); the velocity
+    is kept where the final mask holds (the observed mask of the noisy flux, or ``mask``) and 0 elsewhere.
+    Images without positive flux are copied with velocity 0.
     """
     n_b, h, w = flux.shape
     n = h * w
@@ -209,10 +215,14 @@ def noise_kernel(
                 v_out[p] = F32(0.0)
             continue
         k0, k1 = keys[i] & _LOW32, keys[i] >> _U64(32)
-        scale = peak_snr * peak_snr / float(peak) if peak_snr > 0.0 else 0.0
+        snr = peak_snr[i]
+        scale = snr * snr / float(peak) if snr > 0.0 else 0.0
+        var_per_flux = F32(float(peak) / (snr * snr)) if snr > 0.0 else F32(0.0)  # Poisson variance / f
         bg = F32(background_sigma_frac) * peak
-        floor = peak * F32(1e-6)
-        sv, sv_max = F32(sigma_v_kms), F32(sigma_v_max_kms)
+        bg2 = bg * bg
+        a = F32(kappa * sigma_line_kms[i])
+        floor2 = F32(sigma_v_floor_kms * sigma_v_floor_kms)
+        sv_max = F32(sigma_v_max_kms)
         for p in range(n):  # SIMD: the normals, the velocity noise, the first Poisson attempt
             w0, w1, w2, w3 = philox4x32(_U64(p), _U64(0), _U64(0), _U64(0), k0, k1)
             u1 = F32((float(w0) + 0.5) * UNIT)
@@ -220,9 +230,11 @@ def noise_kernel(
             r = F32(math.sqrt(F32(-2.0) * log_f32(u1)))
             s, c = sincos_2pi_f32(u2)
             f_out[p] = r * c * bg
-            sigma = min(F32(math.sqrt(peak / max(f[p], floor))) * sv, sv_max)
+            fp = max(f[p], F32(0.0))
+            t = a * F32(math.sqrt(fp * var_per_flux + bg2)) / (fp if fp > F32(0.0) else F32(1.0))
+            sigma = min(F32(math.sqrt(t * t + floor2)), sv_max) if fp > F32(0.0) else sv_max
             v_out[p] = v_in[p] + r * s * sigma
-            mean = float(max(f[p], F32(0.0))) * scale
+            mean = float(fp) * scale
             k, quick, _ = _ptrs_attempt(max(mean, PTRS_MIN_MEAN), w2, w3)  # full test: later, if needed
             lam[p] = mean
             counts[p] = k if quick & (mean >= PTRS_MIN_MEAN) else -1.0

@@ -18,8 +18,10 @@ This is the documented Python API (``docs/simulator.md``); the simulator and the
   block-averaged to that coarser grid, resampled bilinearly back to ``n_pix`` and divided.
 - **PSF**: convolution at the detector pixel scale. The image is ray-traced with a margin of (at least) the
   kernel half-width and the valid part is kept, so flux from just outside the field is blurred in correctly.
-- **Mask**: noiseless observed flux above ``mask_frac_of_peak`` times the peak of that image; the velocity
-  is 0 outside it. Noise is added separately (``lensml.sim.instrument.add_noise``).
+- **Mask**: noiseless observed flux above ``mask_frac_of_peak`` times the peak of that image. The velocity is
+  rendered wherever the flux is positive (0 only where it is not), *not* cut by this mask: noise is added
+  separately (``lensml.sim.instrument.add_noise``), which then sets the velocity to 0 outside the final mask
+  (observed or noiseless, ``noise.mask_from``). Cutting before the noise leaked the noiseless isophote.
 - **Lens**: ``lens_model_list`` holds lenstronomy profile names, ``kwargs_lens`` one dict per profile whose
   values are floats or (B,) arrays in lenstronomy's conventions (arcsec).
 """
@@ -75,7 +77,7 @@ def render_lensed(
     backend: str = "torch",
     **backend_options: object,
 ) -> dict[str, np.ndarray]:
-    """Noiseless observed ``flux`` (B, N, N), ``velocity`` (km/s, 0 outside the mask) and ``mask`` (bool).
+    """Noiseless observed ``flux`` (B, N, N), ``velocity`` (km/s, 0 where the flux is 0) and ``mask`` (bool).
 
     ``backend="lenstronomy"`` loops over samples with ``LensModel.ray_shooting`` and numpy (the reference);
     ``backend="torch"`` renders the batch at once (options ``device``, ``dtype``).
@@ -171,7 +173,11 @@ def _crop(image: np.ndarray, n: int) -> np.ndarray:
 def observe_numpy(
     f_sub: np.ndarray, fv_sub: np.ndarray, instrument: Instrument, mask_frac_of_peak: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Supersampled f and f*v (with the PSF margin) of one image -> observed (flux, velocity, mask)."""
+    """Supersampled f and f*v (with the PSF margin) of one image -> observed (flux, velocity, mask).
+
+    The velocity is the flux-weighted mean wherever the flux is positive (0 elsewhere), inside and outside
+    the mask: the simulator sets it to 0 outside the final mask after adding the noise.
+    """
     crop = instrument.margin_pix - instrument.psf_half
     f = _crop(convolve_valid(block_average(f_sub, instrument.supersample), instrument.psf_kernel), crop)
     fv = _crop(
@@ -185,5 +191,5 @@ def observe_numpy(
         f_v = f
     peak = f.max()
     mask = (f > mask_frac_of_peak * peak) & (f > 0)
-    velocity = np.where(mask & (f_v > 0), fv / np.where(f_v > 0, f_v, 1.0), 0.0)
+    velocity = np.where((f > 0) & (f_v > 0), fv / np.where(f_v > 0, f_v, 1.0), 0.0)
     return f, velocity, mask

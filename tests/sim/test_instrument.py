@@ -46,48 +46,52 @@ def test_flux_noise_has_the_requested_peak_snr():
         flux,
         np.zeros_like(flux),
         mask,
-        Noise(peak_snr=20.0, background_sigma_frac=0.0, sigma_v_kms=0),
+        Noise(peak_snr=20.0, background_sigma_frac=0.0),
         [np.random.default_rng(0)],
+        sigma_line_kms=50.0,
     )
     assert f.mean() == pytest.approx(4.0, rel=0.01)
     assert f.std() == pytest.approx(4.0 / 20.0, rel=0.05)
 
 
-def test_velocity_noise_grows_as_one_over_sqrt_flux_and_stays_in_mask():
+@pytest.mark.parametrize(
+    ("peak_snr", "bg", "ratio"),
+    [(None, 0.05, 4.0), (20.0, 0.0, 2.0)],
+    ids=["background-limited: 1/f", "photon-limited: 1/sqrt(f)"],
+)
+def test_velocity_noise_scales_with_the_line_snr_and_stays_in_mask(peak_snr, bg, ratio):
     flux = np.ones((1, 100, 100))
-    flux[0, 50:] = 0.25  # a quarter of the peak -> twice the velocity noise
+    flux[0, 50:] = 0.25  # a quarter of the peak
     mask = np.ones_like(flux, dtype=bool)
     mask[0, :, :5] = False
-    _, v = add_noise(
-        flux,
-        np.full_like(flux, 30.0),
-        mask,
-        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=100,
-              mask_from="noiseless"),
-        [np.random.default_rng(1)],
-    )
+    noise = Noise(peak_snr=peak_snr, background_sigma_frac=bg, kappa=1.0, sigma_v_floor_kms=0.0,
+                  sigma_v_max_kms=1e4, mask_from="noiseless")
+    _, v = add_noise(flux, np.full_like(flux, 30.0), mask, noise, [np.random.default_rng(1)], 60.0)
     bright, faint = v[0, :50, 5:], v[0, 50:, 5:]
-    assert bright.mean() == pytest.approx(30.0, abs=0.3)
-    assert bright.std() == pytest.approx(5.0, rel=0.05) and faint.std() == pytest.approx(10.0, rel=0.05)
+    expected = 60.0 * (bg if peak_snr is None else 1 / peak_snr)  # kappa sigma_line / SNR at the peak
+    assert bright.mean() == pytest.approx(30.0, abs=5 * expected / np.sqrt(bright.size))
+    assert bright.std() == pytest.approx(expected, rel=0.05)
+    assert faint.std() == pytest.approx(ratio * expected, rel=0.05)
     assert np.all(v[0, :, :5] == 0)
-    # the cap
-    _, vc = add_noise(
-        flux,
-        np.zeros_like(flux),
-        mask,
-        Noise(peak_snr=None, background_sigma_frac=0.0, sigma_v_kms=5.0, sigma_v_max_kms=6.0,
-              mask_from="noiseless"),
-        [np.random.default_rng(1)],
-    )
-    assert vc[0, 50:, 5:].std() == pytest.approx(6.0, rel=0.05)
+
+
+def test_velocity_noise_floor_and_cap():
+    flux = np.ones((1, 100, 100))
+    flux[0, 50:] = 0.01
+    mask = np.ones_like(flux, dtype=bool)
+    noise = Noise(peak_snr=None, background_sigma_frac=0.01, kappa=1.0, sigma_v_floor_kms=4.0,
+                  sigma_v_max_kms=40.0, mask_from="noiseless")
+    _, v = add_noise(flux, np.zeros_like(flux), mask, noise, [np.random.default_rng(2)], 300.0)
+    assert v[0, :50].std() == pytest.approx(np.hypot(3.0, 4.0), rel=0.05)  # 300 / 100 and the floor
+    assert v[0, 50:].std() == pytest.approx(40.0, rel=0.05)  # 300 / 1 = 300 km/s, capped
 
 
 def test_noise_of_a_sample_depends_only_on_its_generator():
     flux = np.random.default_rng(3).uniform(0.1, 1, (3, 16, 16))
     mask = flux > 0.2
     noise = Noise()
-    a = add_noise(flux, flux * 10, mask, noise, [np.random.default_rng(i) for i in range(3)])
-    b = add_noise(flux[1:2], flux[1:2] * 10, mask[1:2], noise, [np.random.default_rng(1)])
+    a = add_noise(flux, flux * 10, mask, noise, [np.random.default_rng(i) for i in range(3)], [40, 50, 60])
+    b = add_noise(flux[1:2], flux[1:2] * 10, mask[1:2], noise, [np.random.default_rng(1)], 50.0)
     np.testing.assert_array_equal(a[0][1:2], b[0])
     np.testing.assert_array_equal(a[1][1:2], b[1])
 
@@ -102,8 +106,10 @@ def test_observed_mask_follows_the_noisy_flux_not_the_noiseless_isophote():
     vel = np.full_like(flux, 50.0)
     out = {}
     for mode in ("observed", "noiseless"):
-        noise = Noise(peak_snr=20.0, background_sigma_frac=0.03, sigma_v_kms=5.0, mask_from=mode)
-        out[mode] = [add_noise(flux, vel, clean_mask, noise, [np.random.default_rng(s)]) for s in (0, 1)]
+        noise = Noise(peak_snr=20.0, background_sigma_frac=0.03, mask_from=mode)
+        out[mode] = [
+            add_noise(flux, vel, clean_mask, noise, [np.random.default_rng(s)], 50.0) for s in (0, 1)
+        ]
     # noiseless: the zero pattern of the velocity is the noiseless isophote, whatever the noise draw
     for _f, v in out["noiseless"]:
         np.testing.assert_array_equal(v[0] != 0, clean_mask[0])

@@ -12,19 +12,33 @@ N = 64
 PEAK_SNR = 30.0  # counts = flux / peak * PEAK_SNR^2
 
 
-def _run(flux, keys, peak_snr=PEAK_SNR, bg=0.0, sigma_v=0.0, velocity=None, mask_from_observed=False):
+def _run(
+    flux,
+    keys,
+    peak_snr=PEAK_SNR,
+    bg=0.0,
+    sigma_line=0.0,
+    velocity=None,
+    mask_from_observed=False,
+    kappa=1.0,
+    floor=0.0,
+    sigma_v_max=1e9,
+):
     flux = np.ascontiguousarray(flux, dtype=np.float32)
     velocity = np.zeros_like(flux) if velocity is None else np.ascontiguousarray(velocity, np.float32)
     out_f, out_v = np.empty_like(flux), np.empty_like(flux)
+    b = flux.shape[0]
     noise_kernel(
         flux,
         velocity,
         np.ones(flux.shape, bool),
         np.asarray(keys, dtype=np.uint64),
-        peak_snr,
+        np.full(b, peak_snr, np.float64),
+        np.full(b, sigma_line, np.float64),
         bg,
-        sigma_v,
-        1e9,
+        kappa,
+        floor,
+        sigma_v_max,
         0.0,
         mask_from_observed,
         out_f,
@@ -84,9 +98,10 @@ def test_kernel_counts_equal_the_sequential_reference():
 def test_gaussian_background_and_velocity_noise_are_standard_normal():
     flux = np.full((4, N, N), 0.5, np.float32)
     flux[:, 0, 0] = 1.0
-    out_f, out_v = _run(flux, [5, 6, 7, 8], peak_snr=0.0, bg=0.1, sigma_v=10.0)
+    # background only: SNR_pix = 0.5 / 0.1 = 5, sigma_v = kappa sigma_line / 5 = 10 km/s (no floor)
+    out_f, out_v = _run(flux, [5, 6, 7, 8], peak_snr=0.0, bg=0.1, sigma_line=50.0)
     z_bg = ((out_f - flux) / np.float32(0.1)).reshape(4, -1)[:, 1:].ravel()
-    z_v = (out_v / (10.0 * np.sqrt(1.0 / flux))).reshape(4, -1)[:, 1:].ravel()
+    z_v = (out_v / 10.0).reshape(4, -1)[:, 1:].ravel()
     for z in (z_bg, z_v):
         assert abs(z.mean()) < 4 / np.sqrt(z.size) and abs(z.std() - 1) < 4 / np.sqrt(2 * z.size)
         assert stats.kstest(z, "norm").pvalue > 1e-3
@@ -98,9 +113,9 @@ def test_noise_of_an_image_depends_only_on_its_key():
     flux = rng.uniform(0.0, 1.0, (5, 24, 24)).astype(np.float32)
     vel = rng.normal(0, 100, flux.shape).astype(np.float32)
     keys = np.array([3, 4, 5, 6, 7], dtype=np.uint64)
-    batch = _run(flux, keys, bg=0.02, sigma_v=10.0, velocity=vel)
+    batch = _run(flux, keys, bg=0.02, sigma_line=50.0, velocity=vel)
     for i in (0, 3, 4):
-        alone = _run(flux[i : i + 1], keys[i : i + 1], bg=0.02, sigma_v=10.0, velocity=vel[i : i + 1])
+        alone = _run(flux[i : i + 1], keys[i : i + 1], bg=0.02, sigma_line=50.0, velocity=vel[i : i + 1])
         np.testing.assert_array_equal(batch[0][i], alone[0][0])
         np.testing.assert_array_equal(batch[1][i], alone[1][0])
     other = _run(flux[:1], [4], bg=0.02)
@@ -111,6 +126,6 @@ def test_image_without_flux_is_left_unchanged():
     flux = np.zeros((2, 8, 8), np.float32)
     flux[1] = -1.0
     vel = np.full_like(flux, 50.0)
-    out_f, out_v = _run(flux, [1, 2], bg=0.1, sigma_v=10.0, velocity=vel)
+    out_f, out_v = _run(flux, [1, 2], bg=0.1, sigma_line=50.0, velocity=vel)
     np.testing.assert_array_equal(out_f, flux)
     assert (out_v == 0).all()

@@ -3,7 +3,8 @@
 The same steps as ``torch_backend.observe_torch`` after its block average (``cpu_rays.render_blocks_cpu``
 averages the sub-pixels as it samples them): true convolution with a separable PSF keeping the fully
 overlapped part, crop, mask where the flux exceeds ``mask_frac_of_peak`` times its peak,
-``v = K*(f v) / K*(f)`` inside the mask and 0 outside; one image at a time with its rows in the L1 cache.
+``v = K*(f v) / K*(f)`` wherever ``K*(f) > 0`` and 0 elsewhere (the mask is applied after the noise,
+``lensml.sim.instrument.add_noise``); one image at a time with its rows in the L1 cache.
 Non-separable PSF kernels and ``velocity_grid`` use the torch path.
 """
 
@@ -82,7 +83,7 @@ def _observe_kernel(
                 keep = (f > threshold) & (f > F32(0.0))
                 flux[b, i, j] = f
                 mask[b, i, j] = keep
-                velocity[b, i, j] = out[1, crop + i, crop + j] / f if keep else F32(0.0)
+                velocity[b, i, j] = out[1, crop + i, crop + j] / f if f > F32(0.0) else F32(0.0)
 
 
 def observe_cpu(

@@ -254,7 +254,11 @@ def block_average(img: Tensor, factor: int) -> Tensor:
 def observe_torch(
     sub: Tensor, instrument: Instrument, mask_frac_of_peak: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Supersampled (B, 2, H, W) f and f v (with PSF margin) -> observed flux, velocity, mask (B, N, N)."""
+    """Supersampled (B, 2, H, W) f and f v (with PSF margin) -> observed flux, velocity, mask (B, N, N).
+
+    The velocity is ``K*(f v) / K*(f)`` wherever the flux is positive (not only inside the mask: the mask is
+    applied after the noise, ``lensml.sim.instrument.add_noise``).
+    """
     img = block_average(sub, instrument.supersample)
     if instrument.psf_kernel is not None:
         img = _convolve_valid(img, instrument.psf_kernel)
@@ -273,7 +277,7 @@ def observe_torch(
         f_v, fv = f, img[:, 1]
     peak = f.amax(dim=(-2, -1), keepdim=True)
     mask = (f > mask_frac_of_peak * peak) & (f > 0)
-    ok = mask & (f_v > 0)
+    ok = (f > 0) & (f_v > 0)
     velocity = torch.where(
         ok, fv / torch.where(f_v > 0, f_v, torch.ones_like(f_v)), torch.zeros_like(fv)
     )
