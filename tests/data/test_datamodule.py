@@ -41,12 +41,17 @@ def test_channel_modes_give_model_ready_batches(model, channels, c, compose_trai
     assert net(batch["x"]).shape == (4, 2)
 
 
-def test_cache_mode_gives_the_same_batches(tmp_path, compose_train, tiny):
-    cfg = compose_train(*tiny, *SIZES, f"data.cache_dir={tmp_path}", "data.seed=5")
+@pytest.mark.parametrize(
+    "extra",
+    [(), pytest.param(("model=dual_stream", "data.channels=flux_shuffled_velocity_weight",
+                       "data.flux_norm=snr"), marks=NOISE_KEYS)],
+)
+def test_cache_mode_gives_the_same_batches(extra, tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, *SIZES, f"data.cache_dir={tmp_path}", "data.seed=5", *extra)
     generate_cache(build_simulator(physics_config(cfg)), cache_config(physics_config(cfg), 5),
                    {"train": 8, "val": 6, "test": 6}, tmp_path, shard_size=5)
     on_the_fly, cached = build(cfg), build(compose_train(*tiny, *SIZES, f"data.cache_dir={tmp_path}",
-                                                         "data.seed=5", "data=cache"))
+                                                         "data.seed=5", "data=cache", *extra))
     assert cached.mode == "cache"
     for dm in (on_the_fly, cached):
         dm.setup("fit")
