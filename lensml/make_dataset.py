@@ -2,7 +2,9 @@
 
 Renders ``data.n_train / n_val / n_test`` samples with the composed physics config and ``data.seed`` into
 ``data.cache_dir`` (shards + ``manifest.json``, see ``lensml.data.cache``), with a progress bar. Re-running
-after a crash resumes: finished shards are kept. Train on it with the same overrides plus ``data=cache``.
+after a crash resumes: finished shards are kept, bad ones re-rendered, temp files of killed writers swept.
+Smaller sizes than the cache holds keep the larger cache (runs read its first samples); ``overwrite=true``
+rebuilds it at exactly the requested sizes. Train on it with the same overrides plus ``data=cache``.
 """
 
 from __future__ import annotations

@@ -9,10 +9,14 @@ Layout (``<cache_dir>`` defaults to ``data/sim_dataset``)::
     val_00000.npz, test_00000.npz, ...
 
 Every shard is written under a temporary name and renamed (``lensml.atomic_io``), so a crash never leaves a
-half shard under a final name. ``generate_cache`` writes the manifest first with ``complete: false``, skips
-shards that already exist and load cleanly (resume after a crash), and marks the manifest complete at the end.
+half shard under a final name; temporary files of killed writers are swept by the next run. ``generate_cache``
+writes the manifest first with ``complete: false``, skips shards that already exist, load cleanly and match
+the sha256 the previous run recorded (resume after a crash), and marks the manifest complete at the end. It
+never shrinks a cache of the same config: asking for fewer samples keeps the larger cache (runs read a
+prefix); ``overwrite=true`` rebuilds at exactly the requested sizes.
 ``CacheReader`` refuses a cache that is incomplete, was made from another config (hash mismatch), holds too
-few samples, or whose shards fail their checksum. Samples are identical to the on-the-fly ones: shard rows are
+few samples, or whose shards fail their checksum (``verify_shards``: all of a run's shards, at its start).
+Samples are identical to the on-the-fly ones: shard rows are
 ``Simulator.sample_batch(seed, split, indices)`` rows, stored as returned (float32 maps, km/s velocity).
 """
 
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from lensml import __version__
-from lensml.atomic_io import save_npz, write_json
+from lensml.atomic_io import save_npz, sweep_stale_temps, write_json
 from lensml.errors import DataError
 from lensml.sim.simulator import PHYSICS_GROUPS, SAMPLE_KEYS, Simulator  # groups that fix the samples
 
@@ -102,7 +106,7 @@ def _plain(node: Any) -> Any:
 
 def _load_shard(path: Path, start: int, stop: int) -> dict[str, np.ndarray]:
     """Load one shard and check its keys and row indices; ``DataError`` naming the file otherwise."""
-    fix = f"delete {path} and re-run `python -m lensml.make_dataset` with the same config (it resumes)"
+    fix = "re-run `python -m lensml.make_dataset` with the same config (it re-renders bad shards)"
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -133,10 +137,14 @@ def generate_cache(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(out)  # leftovers of a writer killed mid-shard
     chash = config_hash(config)
     manifest_path = out / MANIFEST
+    counts = {s: int(counts.get(s, 0)) for s in SPLITS}
+    known_sha: dict[str, str] = {}  # shard file -> sha256 recorded by the previous run
+    old_shards: dict[str, Any] = {}
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+        old = _read_manifest(manifest_path)
         if old.get("config_hash") != chash or old.get("shard_size") != shard_size:
             if not overwrite:
                 raise DataError(
@@ -144,9 +152,13 @@ def generate_cache(
                     f"{old.get('shard_size')}; requested {chash}, {shard_size}); choose another "
                     "data.cache_dir or pass overwrite=true to replace it"
                 )
-            for split in SPLITS:
-                for f in out.glob(f"{split}_*.npz"):
-                    f.unlink()
+            _remove_shards(out)
+        elif overwrite:
+            _remove_shards(out)  # same config, but the user asked for exactly these sizes from scratch
+        else:
+            counts = _keep_larger(out, old, counts)
+            old_shards = old.get("shards", {})
+            known_sha = {e["file"]: e["sha256"] for es in old_shards.values() for e in es}
     seed = int(config["seed"])
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -155,19 +167,22 @@ def generate_cache(
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config_hash": chash,
         "config": dict(config),
-        "counts": {s: int(counts.get(s, 0)) for s in SPLITS},
+        "counts": counts,
         "shard_size": int(shard_size),
         "sample_keys": list(SAMPLE_KEYS),
-        "shards": {},
+        "shards": old_shards,  # kept while incomplete: a run killed now still knows the checksums
         "complete": False,
     }
     write_json(manifest_path, manifest)
+    shards: dict[str, list[dict[str, Any]]] = {}
     for split in SPLITS:
         entries = []
         for k, (start, stop) in enumerate(shard_ranges(manifest["counts"][split], shard_size)):
             path = out / shard_name(split, k)
             if path.exists():
                 try:
+                    if path.name in known_sha and file_sha256(path) != known_sha[path.name]:
+                        raise DataError(f"{path} fails its sha256 check (corrupt or replaced)")
                     _load_shard(path, start, stop)
                     log.info("resume: keeping %s", path)
                     entries.append(_entry(path, start, stop))
@@ -186,8 +201,8 @@ def generate_cache(
             data["source_id"] = data["source_id"].astype(str)
             save_npz(path, index=np.arange(start, stop, dtype=np.int64), **data)
             entries.append(_entry(path, start, stop))
-        manifest["shards"][split] = entries
-    manifest["complete"] = True
+        shards[split] = entries
+    manifest["shards"], manifest["complete"] = shards, True
     write_json(manifest_path, manifest)
     return manifest
 
@@ -200,15 +215,22 @@ class CacheReader:
         config: ``cache_config(...)`` of the requested run; must hash to the manifest's ``config_hash``.
         counts: samples needed per split; the cache must hold at least as many.
         verify: check each shard's sha256 when loading it.
+        make_cmd: the ``make_dataset`` command that (re-)renders this cache, quoted in error messages.
     """
 
     def __init__(
-        self, cache_dir: str | Path, config: Mapping[str, Any], counts: Mapping[str, int], verify: bool = True
+        self,
+        cache_dir: str | Path,
+        config: Mapping[str, Any],
+        counts: Mapping[str, int],
+        verify: bool = True,
+        make_cmd: str | None = None,
     ) -> None:
         self.dir = Path(cache_dir)
         self.verify = verify
         path = self.dir / MANIFEST
-        make = "`python -m lensml.make_dataset` with the same overrides"
+        make = f"`{make_cmd}`" if make_cmd else "`python -m lensml.make_dataset` with the same overrides"
+        self._make = make
         if not path.exists():
             raise DataError(f"no dataset cache at {self.dir} ({MANIFEST} missing); create it with {make}")
         try:
@@ -240,20 +262,38 @@ class CacheReader:
         """The first ``n`` samples of ``split`` as arrays (loaded once per process, kept in memory)."""
         if split not in self._splits or len(self._splits[split]["index"]) < n:
             parts = []
-            for entry in self.manifest["shards"][split]:
-                if entry["start"] >= n:
-                    break
-                path = self.dir / entry["file"]
-                if not path.exists():
-                    raise DataError(f"cache shard {path} is missing; re-run `python -m lensml.make_dataset`")
-                if self.verify and file_sha256(path) != entry["sha256"]:
-                    raise DataError(
-                        f"cache shard {path} fails its sha256 check (corrupt or replaced); delete it and "
-                        "re-run `python -m lensml.make_dataset` with the same config (it resumes)"
-                    )
+            for entry in self._entries(split, n):
+                path = self._check_shard(entry, self.verify)
                 parts.append(_load_shard(path, entry["start"], entry["stop"]))
             self._splits[split] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return self._splits[split]
+
+    def verify_shards(self, counts: Mapping[str, int]) -> int:
+        """Check that every shard the first ``counts[split]`` samples need exists and matches its sha256.
+
+        Meant for the start of a run, before any training step; returns the number of shards checked.
+        """
+        checked = 0
+        for split, n in counts.items():
+            for entry in self._entries(split, n):
+                self._check_shard(entry, True)
+                checked += 1
+        return checked
+
+    def _entries(self, split: str, n: int) -> list[dict[str, Any]]:
+        return [e for e in self.manifest["shards"][split] if e["start"] < n]
+
+    def _check_shard(self, entry: Mapping[str, Any], verify: bool) -> Path:
+        path = self.dir / entry["file"]
+        fix = f"re-render it with {self._make}"
+        if not path.exists():
+            raise DataError(f"cache shard {path} is missing; {fix}")
+        if verify and file_sha256(path) != entry["sha256"]:
+            raise DataError(
+                f"cache shard {path} fails its sha256 check (corrupt or replaced); {fix} "
+                "(it re-renders only the bad shards)"
+            )
+        return path
 
     def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]:
         """Samples ``indices`` of ``split`` (``n`` = split size in use)."""
@@ -264,6 +304,39 @@ class CacheReader:
         state = self.__dict__.copy()
         state["_splits"] = {}
         return state
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s is not valid JSON; the cache is rebuilt (finished shards that load are kept)", path)
+        return {}
+
+
+def _remove_shards(out: Path) -> None:
+    for split in SPLITS:
+        for f in out.glob(f"{split}_*.npz"):
+            f.unlink()
+
+
+def _keep_larger(out: Path, old: Mapping[str, Any], counts: dict[str, int]) -> dict[str, int]:
+    """Sizes to (re)build: never fewer per split than the existing cache of the same config holds.
+
+    A smaller request is served from the first samples of the larger cache (``CacheReader`` reads a
+    prefix); finished shards are never re-rendered or dropped. ``overwrite=true`` rebuilds at exactly the
+    requested sizes.
+    """
+    have = {s: int(old.get("counts", {}).get(s, 0)) for s in SPLITS}
+    kept = {s: max(counts[s], have[s]) for s in SPLITS}
+    for s in SPLITS:
+        if have[s] > counts[s]:
+            log.warning(
+                "%s holds %d %s samples (data.n_%s=%d requested): keeping all %d, a run with data.n_%s=%d "
+                "reads the first %d; overwrite=true rebuilds it at the requested size",
+                out, have[s], s, s, counts[s], have[s], s, counts[s], counts[s],
+            )
+    return kept
 
 
 def _entry(path: Path, start: int, stop: int) -> dict[str, Any]:

@@ -127,3 +127,102 @@ def test_cache_from_another_simulator_version_is_refused(cache, sim_cfg, monkeyp
     monkeypatch.setattr(sim_mod, "SAMPLES_VERSION", sim_mod.SAMPLES_VERSION + 1)
     with pytest.raises(DataError, match="samples_version"):
         CacheReader(cache, cache_config(sim_cfg, 7), COUNTS)
+
+
+def _copy(src, dst):
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+        os.utime(dst / p.name, ns=(p.stat().st_mtime_ns, p.stat().st_mtime_ns))
+    return dst
+
+
+def test_smaller_request_keeps_the_larger_cache_and_serves_a_prefix(cache, sim_cfg, simulator, tmp_path):
+    """Asking make_dataset for fewer samples never destroys finished shards (issue 11, row 1)."""
+    out = _copy(cache, tmp_path / "c")
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.npz")}
+    small = {"train": 2, "val": 4, "test": 1}
+    manifest = generate_cache(simulator, cache_config(sim_cfg, 7), small, out, shard_size=4, render_batch=3)
+    assert manifest["complete"] and manifest["counts"] == COUNTS  # the cache keeps its 10 train samples
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.npz")} == before
+    assert [e["file"] for e in manifest["shards"]["train"]] == [f"train_0000{k}.npz" for k in range(3)]
+    config = cache_config(sim_cfg, 7)
+    reader, ref = CacheReader(out, config, small), CacheReader(cache, config, COUNTS)
+    got = reader.get("train", np.array([1, 0]), 2)
+    assert_same_samples(got, ref.get("train", np.array([1, 0]), 10), "prefix")
+    # a larger request of one split extends it and keeps the others
+    more = generate_cache(simulator, cache_config(sim_cfg, 7), {"train": 2, "val": 6, "test": 1}, out,
+                          shard_size=4, render_batch=3)
+    assert more["counts"] == {"train": 10, "val": 6, "test": 4}
+    # overwrite=true rebuilds at exactly the requested sizes
+    exact = generate_cache(simulator, cache_config(sim_cfg, 7), small, out, shard_size=4, overwrite=True)
+    assert exact["counts"] == small and sorted(p.name for p in out.glob("*.npz")) == [
+        "test_00000.npz", "train_00000.npz", "val_00000.npz"]
+
+
+def test_resume_re_renders_a_shard_that_fails_its_recorded_sha256(cache, sim_cfg, simulator, tmp_path):
+    out = _copy(cache, tmp_path / "c")
+    shard = out / "train_00001.npz"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="train_00001.npz fails its sha256.*make_dataset"):
+        CacheReader(out, cache_config(sim_cfg, 7), COUNTS).verify_shards(COUNTS)
+    generate_cache(simulator, cache_config(sim_cfg, 7), COUNTS, out, shard_size=4, render_batch=3)
+    assert CacheReader(out, cache_config(sim_cfg, 7), COUNTS).verify_shards(COUNTS) == 5
+    assert shard.read_bytes() == (cache / "train_00001.npz").read_bytes()  # re-rendered bit-identically
+
+
+_KILL_MID_SHARD = """
+import os, signal, sys
+import numpy as np
+import lensml.atomic_io as aio
+from lensml.data.cache import cache_config, generate_cache, physics_config
+from lensml.sim.simulator import build_simulator
+from hydra import compose, initialize_config_dir
+from lensml.paths import CONF_DIR
+
+def savez_then_die(fh, **arrays):  # the second shard dies half written
+    if "train_00001" in fh.name:
+        fh.write(b"PK half a zip")
+        fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    np.savez(fh, **arrays)
+
+aio.np = type("np", (), {"savez": staticmethod(savez_then_die), "save": np.save})
+with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    cfg = compose("train", overrides=["run_dir=.", *sys.argv[2:]])
+sim_cfg = physics_config(cfg)
+generate_cache(build_simulator(sim_cfg), cache_config(sim_cfg, 7), {"train": 10, "val": 4, "test": 4},
+               sys.argv[1], shard_size=4, render_batch=3)
+"""
+
+
+def test_sigkill_mid_shard_leaves_a_temp_that_the_next_run_sweeps(tmp_path, sim_cfg, simulator, tiny, cache):
+    """A real SIGKILL while a shard is written; the next run sweeps it and finishes (issue 11, row 2)."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "c"
+    proc = subprocess.run([sys.executable, "-c", _KILL_MID_SHARD, str(out), *tiny], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    temps = [p.name for p in out.iterdir() if ".tmp" in p.name]
+    assert len(temps) == 1 and temps[0].startswith(".train_00001.npz."), temps
+    generate_cache(simulator, cache_config(sim_cfg, 7), COUNTS, out, shard_size=4, render_batch=3)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in cache.iterdir())  # no temp left
+    config = cache_config(sim_cfg, 7)
+    reader, ref = CacheReader(out, config, COUNTS), CacheReader(cache, config, COUNTS)
+    assert_same_samples(reader.load_split("train", 10), ref.load_split("train", 10), "train")
+
+
+def test_shards_and_manifest_follow_the_umask(tmp_path, sim_cfg, simulator):
+    old = os.umask(0o002)  # a group-shared cluster folder
+    try:
+        generate_cache(simulator, cache_config(sim_cfg, 7), {"train": 2, "val": 1, "test": 1}, tmp_path / "c",
+                       shard_size=4)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "c").iterdir()}
+    assert set(modes.values()) == {0o664}, modes
