@@ -22,6 +22,7 @@ from lensml.data.channels import (
 )
 from lensml.data.dataset import LensDataset
 from lensml.errors import ConfigError
+from lensml.sim.simulator import SAMPLE_KEYS
 
 SEED_MODES = ("flux", "velocity", "flux_velocity", "flux_shuffled_velocity")
 NEW_MODES = tuple(m for m in CHANNEL_MODES if m not in SEED_MODES)
@@ -33,7 +34,8 @@ def synthetic_samples(n: int, npix: int = 8, seed: int = 0) -> dict[str, np.ndar
     flux = (rng.random((n, npix, npix)) * rng.uniform(1, 100, n)[:, None, None]).astype(np.float32)
     mask = rng.random((n, npix, npix)) < 0.5
     velocity = np.where(mask, rng.normal(0, 150, (n, npix, npix)), 0.0).astype(np.float32)
-    return {
+    per_sample = {k: np.zeros(n) for k in SAMPLE_KEYS}  # any further per-sample metadata of the simulator
+    return per_sample | {
         "flux": flux,
         "velocity": velocity,
         "mask": mask,
