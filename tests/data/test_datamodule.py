@@ -117,3 +117,22 @@ def test_weight_experiments_compose_and_pass_the_checks(experiment, channels, co
     cfg = compose_train(f"experiment={experiment}")
     check_train_config(cfg)
     assert cfg.model.name == "dual_stream" and cfg.data.channels == channels and cfg.data.flux_norm == "snr"
+
+
+@pytest.mark.parametrize("mode", ["flux_shuffled_velocity_mask",
+                                  pytest.param("flux_shuffled_velocity_weight", marks=NOISE_KEYS)])
+def test_shuffled_simulated_velocity_stays_inside_its_own_mask(mode, compose_train, tiny):
+    """Real simulator: the partner's velocity (0 outside its mask) arrives with the partner's mask."""
+    cfg = compose_train(*tiny, *SIZES, "model=dual_stream", f"data.channels={mode}")
+    dm = build(cfg)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    x = ds.__getitems__(list(range(8)))["x"].numpy()
+    outside = x[:, 2] == 0
+    assert np.all(x[:, 1][outside] == 0) and np.all(x[:, 2:][:, -1][outside] == 0)
+    own = build(compose_train(*tiny, *SIZES, "model=dual_stream", "data.channels=flux_velocity_mask"))
+    own.setup("fit")
+    x_own = own.datasets["train"].__getitems__(list(range(8)))["x"].numpy()
+    np.testing.assert_allclose(x[:, 2], x_own[ds.perm, 2])  # the mask of sample perm(i)
+    np.testing.assert_allclose(x[:, 0], x_own[:, 0], rtol=1e-4, atol=1e-4)  # the own flux
+    assert not np.array_equal(x[:, 2], x_own[:, 2])
