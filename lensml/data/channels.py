@@ -21,8 +21,8 @@ Conventions (stated once, here):
                                          ``perm(i)``
   =================================  ==  ===========================================================
 
-  The seed's four modes are the first four, unchanged. Names follow one rule:
-  ``[flux_][shuffled_]velocity[_mask|_weight]`` (``flux`` alone is the fifth form).
+  The seed's four modes are the first four, unchanged. Names: ``flux`` or
+  ``[flux_[shuffled_]]velocity[_mask|_weight]``.
 
 - ``mask`` is the sample's validity mask as 0/1 float32: it tells "masked" (0) apart from a measured velocity
   of 0 km/s (1). ``weight`` is the per-pixel inverse variance of the velocity in units of a fixed reference
@@ -37,8 +37,8 @@ Conventions (stated once, here):
 - Flux (``data.flux_norm``): ``peak`` (default) divides the map by its per-sample robust peak (the
   ``flux_quantile`` quantile, default 0.995, floored at 1e-12), dimensionless with peak ~1. ``snr`` divides
   each pixel by its noise sigma (``flux_sigma``, same flux units) and by a fixed ``flux_snr_scale``
-  (``data.flux_snr_scale``, default 30, the nominal preset's peak S/N): the input is the per-pixel S/N / 30,
-  so a peak-S/N-30 image has peak ~1 and fainter exposures stay fainter.
+  (``data.flux_snr_scale``, default 30, a typical peak S/N of the nominal noise preset): the input is the
+  per-pixel S/N / 30, so a peak-S/N-30 image has peak ~1 and fainter exposures stay fainter.
 - Velocity (km/s) is divided by a fixed scale ``velocity_scale_kms`` (default 300 km/s) from the config, so
   it keeps its physical amplitude.
 """
