@@ -63,7 +63,8 @@ def imsim_loop(sim, seed: int, indices: list[int]) -> None:
         sim.instrument, sim.lens_model_list, LightModel(["INTERPOL"]), LightModel(["INTERPOL"])
     )
     for i in indices:
-        draw, key = sim.draw(seed, "train", i)
+        batch = sim.draw_batch(seed, "train", [i])
+        draw, key = batch.one(0), batch.noise_key[0]
         ((idx, grids),) = sim.sources.grids([draw.source], "train")
         kw_lens = [{k: float(v[0]) for k, v in kw.items()} for kw in sim.lens_kwargs([draw])]
         m = grids.flux.shape[-1]
@@ -74,7 +75,7 @@ def imsim_loop(sim, seed: int, indices: list[int]) -> None:
         flux = model.image(kwargs_lens=kw_lens, kwargs_source=kw_src) / pix**2
         vel = model.tracer_model(kw_vel, kw_lens, kw_src)
         mask = flux > sim.noise.mask_frac_of_peak * flux.max()
-        add_noise(flux[None], np.where(mask, vel, 0.0)[None], mask[None], sim.noise, [key])
+        add_noise(flux[None], vel[None], mask[None], sim.noise, [key], batch.sigma_line_kms, batch.peak_snr)
 
 
 def renderer(kind: str, overrides: list[str]) -> Callable[[int, int], None]:

@@ -37,13 +37,22 @@ def render_pair(
     sim: LensSimulator, seed: int, split: str, index: int, force_subhalo: bool = True
 ) -> dict:
     """Sample ``index`` rendered without and with its subhalo: noisy and noiseless maps + the subhalo draw."""
-    draw, key = sim.draw(seed, split, index)
+    batch = sim.draw_batch(seed, split, [index])
+    draw, key = batch.one(0), batch.noise_key[0]
     if force_subhalo:
         draw = dataclasses.replace(draw, present=True)
     smooth_draw = dataclasses.replace(draw, present=False)
     clean = sim.render_noiseless([smooth_draw, draw], split)
     # the same noise seed for both: the same noise realisation
-    f, v = add_noise(clean["flux"], clean["velocity"], clean["mask"], sim.noise, [key, key])
+    f, v = add_noise(
+        clean["flux"],
+        clean["velocity"],
+        clean["mask"],
+        sim.noise,
+        [key, key],
+        np.repeat(batch.sigma_line_kms, 2),
+        np.repeat(batch.peak_snr, 2),
+    )
     noisy = [(f[b], v[b]) for b in range(2)]
     return {"clean": clean, "noisy": noisy, "draw": draw}
 

@@ -130,13 +130,19 @@ def masses(spec: dict[str, Any]) -> list[float]:
 
 def noisy_inputs(maps: dict[str, np.ndarray], cfg: Any, n_noise: int, seed: int) -> dict[str, np.ndarray]:
     """``n_noise`` noise realisations (B, N, N) of one noiseless render (realisation k: seed (seed, k))."""
-    from lensml.sim.instrument import add_noise
-    from lensml.sim.simulator import _noise
+    from lensml.sim.instrument import add_noise, noise_keys
+    from lensml.sim.priors import quantile
+    from lensml.sim.simulator import TEMPLATE_SIGMA0_KMS, _instrument, _noise
+    from lensml.sim.velocity_noise import line_sigma_kms
 
     noise = _noise(dict(cfg.noise))
     rep = {k: np.repeat(np.asarray(maps[k]), n_noise, axis=0) for k in ("flux", "velocity", "mask")}
     rngs = [np.random.default_rng([seed, k]) for k in range(n_noise)]
-    flux, vel = add_noise(rep["flux"], rep["velocity"], rep["mask"], noise, rngs)
+    keys = noise_keys(rngs)  # first: the noise seeds as before; then each realisation's peak S/N
+    snr = None if noise.peak_snr is None else [float(quantile(noise.peak_snr, r.random())) for r in rngs]
+    sigma0 = cfg.source.get("template_sigma0_kms", TEMPLATE_SIGMA0_KMS)  # the cases are MaNGA templates
+    line = line_sigma_kms(sigma0, _instrument(dict(cfg.instrument)).resolving_power)
+    flux, vel = add_noise(rep["flux"], rep["velocity"], rep["mask"], noise, keys, line, snr)
     return {"flux": flux, "velocity": vel, "mask": rep["mask"]}
 
 

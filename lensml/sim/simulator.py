@@ -16,7 +16,8 @@ Returned dict (B = len(indices), N = cfg.instrument.n_pix):
 key                dtype, shape   meaning
 =================  =============  ==========================================================================
 ``flux``           float32 B,N,N  observed surface brightness, arbitrary units, noise included (unnormalised)
-``velocity``       float32 B,N,N  observed line-of-sight velocity in km/s relative to systemic; 0 outside mask
+``velocity``       float32 B,N,N  observed line-of-sight velocity in km/s relative to systemic (flux-weighted
+                                  mean plus noise); 0 outside mask
 ``mask``           bool    B,N,N  validity mask: flux > cfg.noise.mask_frac_of_peak * peak, on the noisy
                                   observed flux (``noise.mask_from=observed``, default) or the noiseless flux
 ``label``          int64   B      1 = subhalo present, 0 = none (drawn with P = cfg.subhalo.p_present)
@@ -24,13 +25,17 @@ key                dtype, shape   meaning
 ``sub_x_arcsec``   float64 B      subhalo position in the image plane (arcsec); NaN if none
 ``sub_y_arcsec``   float64 B      idem
 ``source_id``      str     B      ``"disk"`` for analytic sources, the plateifu for MaNGA templates
+``sigma_v_kms``    float32 B,N,N  velocity error a pipeline would report (km/s), from observed quantities
+                                  only (``instrument.reported_sigmas``); defined in every pixel
+``flux_sigma``     float32 B,N,N  flux noise sigma (flux units), from the observed flux and its peak
+``peak_snr``       float64 B      the sample's drawn peak S/N (``noise.peak_snr`` prior); inf = no Poisson noise
 =================  =============  ==========================================================================
 
 Config keys, conventions and the lower-level rendering API: ``docs/simulator.md``. Per-sample uniforms:
 lens (``LENS_SLOTS``), source (``lensml.sources.source_priors.COMMON_SLOTS``, then ``DISK_SLOTS`` or
 ``TEMPLATE_SLOTS``), subhalo (``SUBHALO_SLOTS``, then the on-arc candidates), and a 64-bit noise seed for
-the noise of its pixels (``lensml.sim.noise_draws``); changing one prior leaves the other draws of a sample
-unchanged.
+the noise of its pixels (``lensml.sim.noise_draws``), and the noise parameters (``NOISE_SLOTS``: the peak
+S/N); changing one prior leaves the other draws of a sample unchanged.
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 #: 2: Gaussian noise from a per-sample torch.Generator; source-grid coordinates in one pass (torch_grid).
 #: 3: parameters and noise from Philox streams, one uniform per quantity (priors by their inverse CDF);
 #: compiled CPU kernels (float32 rounding).
-SAMPLES_VERSION = 3
+#: 4: velocity rendered wherever the flux is positive, masked only after the noise; velocity noise from the
+#: line (width, S/N); peak S/N drawn per sample; sigma_v_kms / flux_sigma / peak_snr keys.
+SAMPLES_VERSION = 4
 
 SAMPLE_KEYS: tuple[str, ...] = (
     "flux",
@@ -64,6 +71,9 @@ SAMPLE_KEYS: tuple[str, ...] = (
     "sub_x_arcsec",
     "sub_y_arcsec",
     "source_id",
+    "sigma_v_kms",
+    "flux_sigma",
+    "peak_snr",
 )
 
 #: Macro-lens priors (``gamma`` only for EPL; ``q``/``phi_deg`` replace ``e1``/``e2`` when set).
@@ -73,7 +83,12 @@ LENS_SLOTS: dict[str, int] = {name: i for i, name in enumerate((*LENS_KEYS, "q",
 #: Uniform slots of the subhalo stream; on-arc placement adds n radii, then n angles.
 SUBHALO_SLOTS: dict[str, int] = {"present": 0, "mass": 1, "radius": 2, "angle": 3, "pick": 4}
 #: Random streams of a sample (``stream_tag``).
-STREAMS: dict[str, int] = {"lens": 0, "source": 1, "subhalo": 2, "noise": 3}
+STREAMS: dict[str, int] = {"lens": 0, "source": 1, "subhalo": 2, "noise": 3, "noise_params": 4}
+#: Uniform slots of the noise-parameter stream (the pixel noise itself comes from the "noise" stream's seed).
+NOISE_SLOTS: dict[str, int] = {"peak_snr": 0}
+#: Intrinsic line dispersion (km/s) given to MaNGA templates unless ``source.template_sigma0_kms`` is set:
+#: ionised-gas dispersions of z ~ 1-2 star-forming disks, ~45 km/s (Wisnioski et al. 2015; Uebler et al. 2019).
+TEMPLATE_SIGMA0_KMS = 45.0
 PHYSICS_GROUPS: tuple[str, ...] = ("source", "lens", "subhalo", "noise", "instrument", "sim")
 
 
@@ -276,7 +291,38 @@ def _instrument(c: Mapping[str, Any]):  # noqa: ANN202
             f"instrument.velocity_grid={vgrid} must divide instrument.n_pix={n_pix} "
             f"(e.g. {n_pix // 2}), or be null."
         )
-    return Instrument(n_pix, scale, sup, kernel, vgrid)
+    return Instrument(n_pix, scale, sup, kernel, vgrid, **_spectral(c))
+
+
+def _spectral(c: Mapping[str, Any]) -> dict[str, Any]:
+    """The instrument's line, wavelength coverage (um) and resolving power (``lensml.sim.instrument``)."""
+    from lensml.sim.instrument import EMISSION_LINES_ANGSTROM
+
+    line = c.get("line", "H-alpha")
+    rest = c.get("line_rest_angstrom")
+    if rest is None:
+        if line not in EMISSION_LINES_ANGSTROM:
+            raise ConfigError(
+                f"instrument.line={line!r} is unknown; use one of {list(EMISSION_LINES_ANGSTROM)} or give "
+                "its rest wavelength, instrument.line_rest_angstrom=<Angstrom>."
+            )
+        rest = EMISSION_LINES_ANGSTROM[line]
+    rest = _number({"line_rest_angstrom": rest}, "line_rest_angstrom", "instrument", 0.0, low_open=True)
+    rng = c.get("wavelength_range_um", [0.97, 2.45])
+    if not isinstance(rng, Sequence) or isinstance(rng, str) or len(rng) != 2:
+        raise ConfigError(f"instrument.wavelength_range_um={rng!r} must be [low, high] in um.")
+    lo, hi = (_number({"v": v}, "v", "instrument.wavelength_range_um", 0.0, low_open=True) for v in rng)
+    if not lo < hi:
+        raise ConfigError(f"instrument.wavelength_range_um={list(rng)} must satisfy low < high (um).")
+    return {
+        "name": str(c.get("name", "default")),
+        "line": str(line),
+        "line_rest_angstrom": rest,
+        "wavelength_range_um": (lo, hi),
+        "resolving_power": _number(
+            {"r": c.get("resolving_power", 3800.0)}, "r", "instrument.resolving_power", 0.0, low_open=True
+        ),
+    }
 
 
 def _mask_from(c: Mapping[str, Any]) -> str:
@@ -290,12 +336,25 @@ def _mask_from(c: Mapping[str, Any]) -> str:
 
 def _noise(c: Mapping[str, Any]):  # noqa: ANN202
     from lensml.sim.instrument import Noise
+    from lensml.sim.priors import check_range
+    from lensml.sim.velocity_noise import KAPPA_BACKGROUND_LIMITED
 
+    if c.get("sigma_v_kms") is not None:
+        raise ConfigError(
+            "noise.sigma_v_kms was removed: velocity errors now follow the emission line "
+            "(lensml/sim/velocity_noise.py); set noise.sigma_v_floor_kms (systematic floor) and noise.kappa "
+            "instead, and remove noise.sigma_v_kms."
+        )
+    peak_snr = c.get("peak_snr")
+    if peak_snr is not None:
+        check_range(peak_snr, "noise.peak_snr", 0.0, None, low_open=True, what="the peak S/N")
+    kappa = c.get("kappa", KAPPA_BACKGROUND_LIMITED)
     return Noise(
-        peak_snr=_number(c, "peak_snr", "noise", 0.0, low_open=True, allow_none=True),
+        peak_snr=peak_snr,
         background_sigma_frac=_number(c, "background_sigma_frac", "noise", 0.0),
-        sigma_v_kms=_number(c, "sigma_v_kms", "noise", 0.0),
-        sigma_v_max_kms=_number(c, "sigma_v_max_kms", "noise", 0.0),
+        kappa=_number({"kappa": kappa}, "kappa", "noise", 0.0),
+        sigma_v_floor_kms=_number(c, "sigma_v_floor_kms", "noise", 0.0),
+        sigma_v_max_kms=_number(c, "sigma_v_max_kms", "noise", 0.0, low_open=True),
         mask_frac_of_peak=_number(c, "mask_frac_of_peak", "noise", 0.0, 1.0),
         mask_from=_mask_from(c),
     )
@@ -330,6 +389,8 @@ class DrawBatch:
     sub_x: np.ndarray
     sub_y: np.ndarray
     noise_key: np.ndarray
+    peak_snr: np.ndarray | None = None  # (B,) drawn peak S/N (inf: no Poisson noise)
+    sigma_line_kms: np.ndarray | None = None  # (B,) observed line dispersion, km/s
 
     def __len__(self) -> int:
         return int(self.present.shape[0])
@@ -344,6 +405,8 @@ class DrawBatch:
             self.sub_x[idx],
             self.sub_y[idx],
             self.noise_key[idx],
+            peak_snr=None if self.peak_snr is None else self.peak_snr[idx],
+            sigma_line_kms=None if self.sigma_line_kms is None else self.sigma_line_kms[idx],
         )
 
     def one(self, i: int) -> _Draw:
@@ -394,6 +457,15 @@ class LensSimulator(Simulator):
         self.subhalo = _subhalo_settings(cfg["subhalo"])
         self.instrument = _instrument(cfg["instrument"])
         self.noise = _noise(cfg["noise"])
+        from lensml.sim.instrument import check_line_coverage
+
+        check_line_coverage(self.instrument, self.z_source)
+        self.template_sigma0_kms = _number(
+            {"t": cfg["source"].get("template_sigma0_kms", TEMPLATE_SIGMA0_KMS)},
+            "t",
+            "source.template_sigma0_kms",
+            0.0,
+        )
         sim = cfg["sim"]
         self.backend = sim.get("backend", "torch")
         if self.backend not in BACKENDS:
@@ -464,6 +536,7 @@ class LensSimulator(Simulator):
                     k = int(np.searchsorted(np.cumsum(weight), u[b, ss["pick"]] * weight.sum(), side="right"))
                     pick[b] = min(k, n_cand - 1)
         rows = np.arange(idx.size)
+        peak_snr, sigma_line = self._noise_params(seed, split, idx, source)
         return DrawBatch(
             lens,
             source,
@@ -472,7 +545,27 @@ class LensSimulator(Simulator):
             sx[rows, pick],
             sy[rows, pick],
             words64(seed, stream_tag(split, "noise"), idx),
+            peak_snr=peak_snr,
+            sigma_line_kms=sigma_line,
         )
+
+    def _noise_params(
+        self, seed: int, split: str, idx: np.ndarray, source: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) drawn peak S/N (inf if ``noise.peak_snr`` is null) and observed line dispersion (km/s)."""
+        from lensml.sim.philox import uniforms
+        from lensml.sim.priors import quantile
+        from lensml.sim.velocity_noise import line_sigma_kms
+
+        if self.noise.peak_snr is None:
+            peak_snr = np.full(idx.size, np.inf)
+        else:
+            u = uniforms(seed, stream_tag(split, "noise_params"), idx, len(NOISE_SLOTS))
+            peak_snr = np.asarray(quantile(self.noise.peak_snr, u[:, NOISE_SLOTS["peak_snr"]]), float)
+        sigma0 = np.where(
+            source.kind == "template", self.template_sigma0_kms, np.asarray(source.disk["sigma0_kms"], float)
+        )
+        return peak_snr.reshape(idx.size), line_sigma_kms(sigma0, self.instrument.resolving_power)
 
     def draw(self, seed: int, split: str, index: int) -> tuple[_Draw, np.uint64]:
         """All random parameters of one sample, and its 64-bit noise seed (for ``add_noise``)."""
@@ -579,7 +672,7 @@ class LensSimulator(Simulator):
 
     def sample_batch(self, seed: int, split: str, indices: Sequence[int]) -> dict[str, np.ndarray]:
         """Render samples ``indices`` of ``split`` (see the module docstring for the returned dict)."""
-        from lensml.sim.instrument import add_noise, observed_mask
+        from lensml.sim.instrument import add_noise, observed_mask, reported_sigmas
 
         indices = [int(i) for i in indices]
         if not indices:
@@ -587,8 +680,15 @@ class LensSimulator(Simulator):
         draws = self.draw_batch(seed, split, indices)
         clean = self.render_noiseless(draws, split)
         flux, velocity = add_noise(
-            clean["flux"], clean["velocity"], clean["mask"], self.noise, draws.noise_key
+            clean["flux"],
+            clean["velocity"],
+            clean["mask"],
+            self.noise,
+            draws.noise_key,
+            draws.sigma_line_kms,
+            draws.peak_snr,
         )
+        sigma_v, sigma_f = reported_sigmas(flux, self.noise, draws.sigma_line_kms, draws.peak_snr)
         present = draws.present
         if self.noise.mask_from == "observed":
             mask = observed_mask(flux, self.noise.mask_frac_of_peak)
@@ -603,4 +703,7 @@ class LensSimulator(Simulator):
             "sub_x_arcsec": np.where(present, draws.sub_x, np.nan).astype(np.float64),
             "sub_y_arcsec": np.where(present, draws.sub_y, np.nan).astype(np.float64),
             "source_id": draws.source.source_id.astype(str),
+            "sigma_v_kms": sigma_v,
+            "flux_sigma": sigma_f,
+            "peak_snr": draws.peak_snr.astype(np.float64),
         }

@@ -41,6 +41,11 @@ def test_sample_batch_contract():
     assert np.all(out["mass_msun"][neg] == 0) and np.all(np.isnan(out["sub_x_arcsec"][neg]))
     assert np.all((out["mass_msun"][pos] >= 1e7) & (out["mass_msun"][pos] <= 1e10))
     assert list(out["source_id"]) == ["disk"] * 6
+    for key in ("sigma_v_kms", "flux_sigma"):
+        assert out[key].dtype == np.float32 and out[key].shape == (6, n, n)
+        assert np.all(np.isfinite(out[key])) and np.all(out[key] >= 0)
+    assert out["peak_snr"].dtype == np.float64 and out["peak_snr"].shape == (6,)
+    assert np.all((out["peak_snr"] >= 15) & (out["peak_snr"] <= 45))  # conf/noise/nominal.yaml
     assert np.all(out["velocity"][~out["mask"]] == 0)
     assert 0.02 < out["mask"].mean() < 0.9
     assert sim.n_pix == 32 and sim.pixel_scale_arcsec == 0.1
@@ -207,15 +212,15 @@ def test_manga_source_without_templates_says_how_to_make_them(tmp_path):
         "subhalo=nfw",
         "noise=low_snr",
         "noise=high_snr",
-        "instrument=manga",
-        "instrument=muse",
+        "instrument=manga lens.z_source=1.0",
+        "instrument=muse lens.z_source=1.0",
         "instrument=jwst_nirspec",
         "sim=lenstronomy",
         "instrument.velocity_grid=32",
     ],
 )
 def test_every_preset_builds_and_renders(preset):
-    sim = build_simulator(physics_cfg("source.grid_npix=48", "subhalo.p_present=1.0", preset))
+    sim = build_simulator(physics_cfg("source.grid_npix=48", "subhalo.p_present=1.0", *preset.split()))
     out = sim.sample_batch(0, "train", [0, 1])
     n = sim.n_pix
     assert out["flux"].shape == (2, n, n) and np.isfinite(out["flux"]).all()
@@ -298,3 +303,93 @@ def test_changing_one_prior_leaves_the_other_draws_of_a_sample_unchanged():
     np.testing.assert_array_equal(a.mass_msun, b.mass_msun)
     np.testing.assert_array_equal(a.noise_key, b.noise_key)
     assert not np.any(b.source.disk["clump_amp"]) and np.any(a.source.disk["clump_amp"])
+
+
+def test_line_outside_the_instrument_coverage_is_refused():
+    """MUSE sees 0.465-0.93 um: H-alpha of a z = 2 source (1.97 um) is impossible; the message names the keys."""
+    with pytest.raises(ConfigError, match=r"lens\.z_source=2.*instrument\.line='H-alpha'.*instrument\.name='muse'"):
+        build_simulator(physics_cfg(*SMALL, "instrument=muse", "instrument.line=H-alpha"))
+    with pytest.raises(ConfigError, match=r"lens\.z_source.*instrument=jwst_nirspec"):
+        build_simulator(physics_cfg(*SMALL, "instrument=muse"))  # its [OII] at z = 2: 1.12 um
+    build_simulator(physics_cfg(*SMALL, "instrument=muse", "lens.z_source=1.0"))  # [OII] at 0.75 um
+    with pytest.raises(ConfigError, match=r"instrument\.line"):
+        build_simulator(physics_cfg(*SMALL, "instrument.line=Pa-beta"))
+
+
+def test_removed_velocity_noise_key_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"noise\.sigma_v_kms.*noise\.sigma_v_floor_kms"):
+        build_simulator(physics_cfg(*SMALL, "+noise.sigma_v_kms=10"))
+
+
+def test_peak_snr_prior_draws_are_deterministic_and_leave_the_other_draws_unchanged():
+    prior = "noise.peak_snr={dist: loguniform, low: 5, high: 100}"
+    sim = build_simulator(physics_cfg(*SMALL, prior))
+    batch = sim.draw_batch(7, "train", [3, 11, 12, 40])
+    assert np.all((batch.peak_snr >= 5) & (batch.peak_snr <= 100)) and np.unique(batch.peak_snr).size == 4
+    for pos, i in enumerate([3, 11, 12, 40]):  # a pure function of (seed, split, index)
+        alone = sim.draw_batch(7, "train", [i])
+        assert alone.peak_snr[0] == batch.peak_snr[pos]
+        assert alone.sigma_line_kms[0] == batch.sigma_line_kms[pos]
+    assert not np.array_equal(sim.draw_batch(7, "val", [3, 11]).peak_snr, batch.peak_snr[:2])
+    assert not np.array_equal(sim.draw_batch(8, "train", [3, 11]).peak_snr, batch.peak_snr[:2])
+    # another noise prior: every other draw of the samples is unchanged
+    other = build_simulator(physics_cfg(*SMALL, "noise.peak_snr=30")).draw_batch(7, "train", [3, 11, 12, 40])
+    assert np.all(other.peak_snr == 30.0)
+    for k, v in batch.lens.items():
+        np.testing.assert_array_equal(v, other.lens[k])
+    for k, v in batch.source.disk.items():
+        np.testing.assert_array_equal(v, other.source.disk[k])
+    np.testing.assert_array_equal(batch.noise_key, other.noise_key)
+    np.testing.assert_array_equal(batch.mass_msun, other.mass_msun)
+    np.testing.assert_array_equal(batch.sub_x, other.sub_x)
+    # the line width: the source's drawn dispersion and the instrument's resolving power in quadrature
+    from lensml.sim.velocity_noise import line_sigma_kms
+
+    np.testing.assert_allclose(
+        batch.sigma_line_kms, line_sigma_kms(batch.source.disk["sigma0_kms"], sim.instrument.resolving_power)
+    )
+
+
+def test_reported_error_maps_come_from_observed_quantities_only():
+    """sigma_v_kms / flux_sigma are a function of the observed flux and the drawn parameters: a map made from
+    the noiseless flux would carry the noiseless isophote to the network."""
+    from lensml.sim.instrument import reported_sigmas
+
+    sim = build_simulator(physics_cfg(*SMALL))
+    out = sim.sample_batch(2, "test", range(4))
+    draws = sim.draw_batch(2, "test", range(4))
+    s_v, s_f = reported_sigmas(out["flux"], sim.noise, draws.sigma_line_kms, out["peak_snr"])
+    np.testing.assert_array_equal(out["sigma_v_kms"], s_v)
+    np.testing.assert_array_equal(out["flux_sigma"], s_f)
+    clean = sim.render_noiseless(draws, "test")
+    from_clean = reported_sigmas(clean["flux"], sim.noise, draws.sigma_line_kms, out["peak_snr"])[0]
+    assert not np.array_equal(from_clean, s_v)
+
+
+@pytest.mark.parametrize("noise", ["nominal", "low_snr"])
+def test_velocity_outside_the_noiseless_isophote_is_the_truth_plus_noise(noise):
+    """Issue 10, the residual mask leak: pixels inside the observed mask but outside the noiseless 5 %
+    isophote must carry v_true + noise (mean ~0 and spread = the model's sigma of (v_obs - v_true)), not
+    0 + noise. v_true is the flux-weighted velocity rendered with no mask at all (mask_frac_of_peak=0)."""
+    from lensml.sim.velocity_noise import velocity_sigma_kms
+
+    overrides = [*SMALL, f"noise={noise}"]
+    sim = build_simulator(physics_cfg(*overrides))
+    truth_sim = build_simulator(physics_cfg(*overrides, "noise.mask_frac_of_peak=0.0"))
+    idx = range(24)
+    out = sim.sample_batch(5, "train", idx)
+    draws = sim.draw_batch(5, "train", idx)
+    clean = sim.render_noiseless(draws, "train")
+    v_true = truth_sim.render_noiseless(draws, "train")["velocity"]
+    ring = out["mask"] & ~clean["mask"]  # observed, outside the noiseless isophote
+    assert ring.sum() > 200
+    peak = clean["flux"].max(axis=(1, 2))
+    nz = sim.noise
+    sigma = velocity_sigma_kms(
+        clean["flux"], peak, draws.peak_snr, nz.background_sigma_frac, draws.sigma_line_kms, nz.kappa,
+        nz.sigma_v_floor_kms, nz.sigma_v_max_kms,
+    )
+    z = ((out["velocity"] - v_true) / sigma)[ring]
+    assert np.median(np.abs(v_true[ring])) > 20  # the truth there is far from 0
+    assert abs(z.mean()) < 4 / np.sqrt(z.size)
+    assert abs(np.sqrt(np.mean(z**2)) - 1.0) < 4 / np.sqrt(2 * z.size)

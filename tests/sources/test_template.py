@@ -56,7 +56,7 @@ def test_simulator_renders_templates(template_dir: Path):
             *SMALL,
             "source=manga",
             f"source.template_dir={template_dir}",
-            "noise.sigma_v_kms=0",
+            "noise.sigma_v_floor_kms=0",
             "noise.peak_snr=null",
             "noise.background_sigma_frac=0",
         )
