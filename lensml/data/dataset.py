@@ -9,7 +9,8 @@ process that asks for it.
 ``__getitems__`` renders a whole batch with ONE ``sample_batch`` call (the DataLoader calls it with the
 batch's indices); ``collate`` then passes the ready batch dict through. Batch dict:
 ``x`` (B, C, N, N) float32, ``label`` int64, ``mass_msun`` float64, ``sub_x_arcsec``, ``sub_y_arcsec``
-float64 (NaN if no subhalo), ``index`` int64 (sample index in the split), ``source_id`` list[str].
+float64 (NaN if no subhalo), the subhalo metadata ``SUBHALO_METADATA_KEYS`` float64 (masses, tau, c200;
+``lensml.sim.simulator``), ``index`` int64 (sample index in the split), ``source_id`` list[str].
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch.utils.data import Dataset, default_collate
 
 from lensml.data.cache import CacheReader
 from lensml.data.channels import VELOCITY_KEYS, InputNorm, needs_shuffle, shuffle_permutation, stack_sample
+from lensml.sim.simulator import SUBHALO_METADATA_KEYS
 
 
 class SampleSource(Protocol):
@@ -148,6 +150,10 @@ class LensDataset(Dataset):
             "mass_msun": torch.as_tensor(np.asarray(data["mass_msun"]), dtype=torch.float64),
             "sub_x_arcsec": torch.as_tensor(np.asarray(data["sub_x_arcsec"]), dtype=torch.float64),
             "sub_y_arcsec": torch.as_tensor(np.asarray(data["sub_y_arcsec"]), dtype=torch.float64),
+            **{
+                key: torch.as_tensor(np.asarray(data[key]), dtype=torch.float64)
+                for key in SUBHALO_METADATA_KEYS
+            },
             "index": torch.from_numpy(idx.copy()),
             "source_id": [str(s) for s in np.asarray(data["source_id"])],
         }

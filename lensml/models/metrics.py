@@ -8,6 +8,10 @@ Conventions:
 - Per mass bin: positives whose mass lies in ``[10**lo, 10**hi)`` against ALL negatives. Bins are given as
   log10 edges (default decades centred on 1e7, 1e8, ...: 6.5, 7.5, 8.5, 9.5, 10.5); a bin is named by its
   centre, e.g. ``"1e8"``. A bin with no positives (or no negatives) gets ``None`` metrics and ``n_pos``.
+- The binning mass is any of ``MASS_KEYS`` (config ``metrics.mass_key``): M200 (``mass_msun``, default), the
+  3D mass inside the truncation radius, or the projected mass within 1 kpc / 0.1 arcsec (the masses that
+  gravitational imaging measures); the result records it as ``mass_key``. Projected masses are ~2-10 times
+  below M200: widen ``metrics.mass_edges_log10`` (e.g. start at 5.5) when binning by them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from torchmetrics.functional.classification import (
 
 DEFAULT_MASS_EDGES_LOG10: tuple[float, ...] = (6.5, 7.5, 8.5, 9.5, 10.5)
 FPR_LEVELS: dict[str, float] = {"recall_at_fpr5": 0.05, "recall_at_fpr1": 0.01}
+#: Sample masses the per-mass-bin metrics can be binned by (``lensml.sim.simulator`` sample keys).
+MASS_KEYS: tuple[str, ...] = ("mass_msun", "m_trunc_msun", "m_proj_1kpc_msun", "m_proj_0p1arcsec_msun")
 
 
 def bin_name(lo_log10: float, hi_log10: float) -> str:
@@ -63,8 +69,12 @@ def split_metrics(
     mass_msun: np.ndarray | torch.Tensor,
     mass_edges_log10: Sequence[float] = DEFAULT_MASS_EDGES_LOG10,
     threshold: float = 0.5,
+    mass_key: str = "mass_msun",
 ) -> dict[str, Any]:
-    """Accuracy, AUC, recall at FPR 5 % / 1 %, ROC curve, and the same per mass bin, as Python numbers."""
+    """Accuracy, AUC, recall at FPR 5 % / 1 %, ROC curve, and the same per mass bin, as Python numbers.
+
+    ``mass_msun``: each sample's binning mass (M_sun), the field named ``mass_key`` (recorded in the output).
+    """
     p = torch.as_tensor(probs, dtype=torch.float32).flatten()
     y = torch.as_tensor(labels).long().flatten()
     m = torch.as_tensor(mass_msun, dtype=torch.float64).flatten()
@@ -85,6 +95,7 @@ def split_metrics(
         entry.update(_ranking_metrics(p[sel], y[sel]))
         per_bin[bin_name(lo, hi)] = entry
     out["per_mass_bin"] = per_bin
+    out["mass_key"] = mass_key
     return out
 
 

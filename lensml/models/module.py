@@ -1,10 +1,12 @@
 """``LensClassifier``: the LightningModule that trains either CNN as a 2-class subhalo detector.
 
 Batches are dicts from ``lensml.data.dataset``: ``x`` (B, C, N, N) float32, ``label`` int64, ``mass_msun``,
-``sub_x_arcsec``, ``sub_y_arcsec``, ``index`` (sample index in its split) and ``source_id`` (list of str).
+``sub_x_arcsec``, ``sub_y_arcsec``, the subhalo metadata (``SUBHALO_METADATA_KEYS``: masses, tau, c200),
+``index`` (sample index in its split) and ``source_id`` (list of str).
 Loss: cross-entropy on the logits. Validation and test predictions are gathered over all processes
 (duplicates that a distributed sampler adds are dropped by sample index), then scored by
-``lensml.models.metrics.split_metrics`` once per epoch: overall and per subhalo-mass bin.
+``lensml.models.metrics.split_metrics`` once per epoch: overall and per subhalo-mass bin, the mass being the
+sample field ``mass_key`` (config ``metrics.mass_key``, one of ``lensml.models.metrics.MASS_KEYS``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from lensml.models.metrics import DEFAULT_MASS_EDGES_LOG10, flat_scalars, split_metrics
+from lensml.errors import ConfigError
+from lensml.models.metrics import DEFAULT_MASS_EDGES_LOG10, MASS_KEYS, flat_scalars, split_metrics
+from lensml.sim.simulator import SUBHALO_METADATA_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,8 @@ class PredictionStore(Metric):
     """Accumulates per-sample predictions; ``compute`` returns them gathered over all processes."""
 
     full_state_update = False
-    _FIELDS = ("probs", "labels", "mass_msun", "sub_x_arcsec", "sub_y_arcsec", "index", "source_code")
+    _FLOAT_KEYS = ("mass_msun", "sub_x_arcsec", "sub_y_arcsec", *SUBHALO_METADATA_KEYS)
+    _FIELDS = ("probs", "labels", *_FLOAT_KEYS, "index", "source_code")
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,8 +47,11 @@ class PredictionStore(Metric):
     def update(self, probs: torch.Tensor, batch: dict[str, Any]) -> None:  # type: ignore[override]
         self.probs.append(probs.detach().float())
         self.labels.append(batch["label"].detach().long())
-        for key in ("mass_msun", "sub_x_arcsec", "sub_y_arcsec"):
-            getattr(self, key).append(batch[key].detach().double())
+        for key in self._FLOAT_KEYS:  # metadata a batch lacks (hand-made batches) is NaN
+            value = batch.get(key)
+            if value is None:
+                value = torch.full_like(self.labels[-1], float("nan"), dtype=torch.float64)
+            getattr(self, key).append(value.detach().double())
         self.index.append(batch["index"].detach().long())
         self.source_code.append(encode_source_ids(batch["source_id"], probs.device))
 
@@ -77,6 +85,7 @@ class LensClassifier(pl.LightningModule):
         net: the CNN, (B, C, N, N) -> (B, 2) logits.
         optimizer: factory ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_``); default Adam lr 1e-3.
         mass_edges_log10: log10 M_sun edges of the per-mass-bin metrics.
+        mass_key: the sample mass those bins use (``lensml.models.metrics.MASS_KEYS``; M200 by default).
         label_smoothing: of the cross-entropy loss.
         n_examples: number of test inputs kept for the logger's example panel.
     """
@@ -88,8 +97,12 @@ class LensClassifier(pl.LightningModule):
         mass_edges_log10: Sequence[float] = DEFAULT_MASS_EDGES_LOG10,
         label_smoothing: float = 0.0,
         n_examples: int = 16,
+        mass_key: str = "mass_msun",
     ) -> None:
         super().__init__()
+        if mass_key not in MASS_KEYS:
+            raise ConfigError(f"metrics.mass_key={mass_key!r} is unknown; use one of {list(MASS_KEYS)}.")
+        self.mass_key = str(mass_key)
         self.save_hyperparameters(ignore=["net", "optimizer"])
         self.net = net
         self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=1e-3)
@@ -101,7 +114,8 @@ class LensClassifier(pl.LightningModule):
         self.results: dict[str, dict[str, Any]] = {}
         #: epoch -> validation ``split_metrics`` of that epoch (this process's fit only)
         self.val_history: dict[int, dict[str, Any]] = {}
-        #: gathered test predictions (probs, labels, mass_msun, sub_x/y_arcsec, index, source_id)
+        #: gathered test predictions (probs, labels, mass_msun, sub_x/y_arcsec, subhalo metadata, index,
+        #: source_id)
         self.test_predictions: dict[str, np.ndarray] | None = None
         #: a few test inputs with labels and probabilities, for the example panel
         self.examples: dict[str, np.ndarray] | None = None
@@ -153,7 +167,13 @@ class LensClassifier(pl.LightningModule):
             return
         preds = store.compute()
         store.reset()
-        metrics = split_metrics(preds["probs"], preds["labels"], preds["mass_msun"], self.mass_edges_log10)
+        metrics = split_metrics(
+            preds["probs"],
+            preds["labels"],
+            preds[self.mass_key],
+            self.mass_edges_log10,
+            mass_key=self.mass_key,
+        )
         self.results[split] = metrics
         if split == "val" and not self.trainer.validating:
             self.val_history[int(self.current_epoch)] = metrics

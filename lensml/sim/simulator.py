@@ -29,11 +29,18 @@ key                dtype, shape   meaning
                                   only (``instrument.reported_sigmas``); defined in every pixel
 ``flux_sigma``     float32 B,N,N  flux noise sigma (flux units), from the observed flux and its peak
 ``peak_snr``       float64 B      the sample's drawn peak S/N (``noise.peak_snr`` prior); inf = no Poisson noise
+``m_trunc_msun``   float64 B      subhalo 3D mass inside its truncation radius (M_sun; NFW, SIS: M200); 0 if
+                                  none
+``m_proj_1kpc_msun``  float64 B   subhalo projected mass in a cylinder of radius 1 kpc (M_sun); 0 if none
+``m_proj_0p1arcsec_msun`` f64 B   idem within 0.1 arcsec (``lensml.sim.subhalo.subhalo_masses``); 0 if none
+``tau_trunc``      float64 B      r_trunc / r_s of the TNFW subhalo; NaN if none or not truncated (NFW, SIS)
+``c200``           float64 B      concentration r200 / r_s of the NFW/TNFW subhalo; NaN if none or SIS
 =================  =============  ==========================================================================
 
 Config keys, conventions and the lower-level rendering API: ``docs/simulator.md``. Per-sample uniforms:
 lens (``LENS_SLOTS``), source (``lensml.sources.source_priors.COMMON_SLOTS``, then ``DISK_SLOTS`` or
-``TEMPLATE_SLOTS``), subhalo (``SUBHALO_SLOTS``, then the on-arc candidates), and a 64-bit noise seed for
+``TEMPLATE_SLOTS``), subhalo (``SUBHALO_SLOTS``, then the on-arc candidates, then the line-of-sight depth,
+``subhalo_depth_slot``), and a 64-bit noise seed for
 the noise of its pixels (``lensml.sim.noise_draws``), and the noise parameters (``NOISE_SLOTS``: the peak
 S/N); changing one prior leaves the other draws of a sample unchanged.
 """
@@ -59,8 +66,19 @@ SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 #: 3: parameters and noise from Philox streams, one uniform per quantity (priors by their inverse CDF);
 #: compiled CPU kernels (float32 rounding).
 #: 4: velocity rendered wherever the flux is positive, masked only after the noise; velocity noise from the
-#: line (width, S/N); peak S/N drawn per sample; sigma_v_kms / flux_sigma / peak_snr keys.
+#: line (width, S/N); peak S/N drawn per sample; sigma_v_kms / flux_sigma / peak_snr keys. Subhaloes: a
+#: line-of-sight depth draw, Moline et al. (2017) concentrations and tidal truncation by default, and the
+#: m_trunc_msun / m_proj_* / tau_trunc / c200 keys.
 SAMPLES_VERSION = 4
+
+#: Per-sample subhalo metadata beside M200 (``lensml.sim.subhalo.subhalo_masses``; float64 (B,)).
+SUBHALO_METADATA_KEYS: tuple[str, ...] = (
+    "m_trunc_msun",
+    "m_proj_1kpc_msun",
+    "m_proj_0p1arcsec_msun",
+    "tau_trunc",
+    "c200",
+)
 
 SAMPLE_KEYS: tuple[str, ...] = (
     "flux",
@@ -74,14 +92,22 @@ SAMPLE_KEYS: tuple[str, ...] = (
     "sigma_v_kms",
     "flux_sigma",
     "peak_snr",
+    *SUBHALO_METADATA_KEYS,
 )
 
 #: Macro-lens priors (``gamma`` only for EPL; ``q``/``phi_deg`` replace ``e1``/``e2`` when set).
 LENS_KEYS: tuple[str, ...] = ("theta_E", "gamma", "e1", "e2", "gamma1", "gamma2", "center_x", "center_y")
 #: Uniform slots of the lens stream.
 LENS_SLOTS: dict[str, int] = {name: i for i, name in enumerate((*LENS_KEYS, "q", "phi_deg"))}
-#: Uniform slots of the subhalo stream; on-arc placement adds n radii, then n angles.
+#: Uniform slots of the subhalo stream; on-arc placement adds n radii, then n angles; the line-of-sight
+#: depth comes after them (``subhalo_depth_slot``), so that adding it left the other draws unchanged.
 SUBHALO_SLOTS: dict[str, int] = {"present": 0, "mass": 1, "radius": 2, "angle": 3, "pick": 4}
+
+
+def subhalo_depth_slot(n_candidates: int) -> int:
+    """Slot of the subhalo's line-of-sight depth uniform: after the 2 n on-arc candidates (n = 0 if off)."""
+    return len(SUBHALO_SLOTS) + 2 * n_candidates
+
 #: Random streams of a sample (``stream_tag``).
 STREAMS: dict[str, int] = {"lens": 0, "source": 1, "subhalo": 2, "noise": 3, "noise_params": 4}
 #: Uniform slots of the noise-parameter stream (the pixel noise itself comes from the "noise" stream's seed).
@@ -177,6 +203,9 @@ class SubhaloSettings:
     band_arcsec: float
     on_arc: bool
     n_candidates: int
+    truncation: str = "fixed"
+    depth_prior: str = "uniform"
+    depth_r_max_r200: float = 1.0
 
 
 def _check_lens(c: Mapping[str, Any]) -> None:
@@ -258,10 +287,31 @@ def _subhalo_settings(c: Mapping[str, Any]) -> SubhaloSettings:
             raise ConfigError(
                 f"subhalo.mass_range_msun={list(rng)} must satisfy 0 < low <= high (M_sun)."
             )
+    from lensml.sim.subhalo import CONCENTRATIONS
+    from lensml.sim.subhalo_tidal import DEPTH_PRIORS, TRUNCATIONS
+
     conc = c.get("concentration", "duffy08")
-    if not isinstance(conc, str):
+    if isinstance(conc, str):
+        if conc.lower() not in CONCENTRATIONS:
+            raise ConfigError(
+                f"subhalo.concentration={conc!r} is unknown; use one of {list(CONCENTRATIONS)} or a number."
+            )
+    else:
         conc = _number(c, "concentration", "subhalo", 0.0, low_open=True)
     tau = _number(c, "tau_trunc", "subhalo", 0.0, low_open=True)
+    truncation = c.get("truncation", "fixed")
+    if truncation not in TRUNCATIONS:
+        raise ConfigError(
+            f"subhalo.truncation={truncation!r} is unknown; use one of {list(TRUNCATIONS)}."
+        )
+    depth = c.get("depth") or {}
+    if depth.get("prior", "uniform") not in DEPTH_PRIORS:
+        raise ConfigError(
+            f"subhalo.depth.prior={depth.get('prior')!r} is unknown; use one of {list(DEPTH_PRIORS)}."
+        )
+    r_max = _number(
+        {"r_max_r200": depth.get("r_max_r200", 1.0)}, "r_max_r200", "subhalo.depth", 0.0, low_open=True
+    )
     placement = c.get("placement") or {}
     band = _number(placement, "band_arcsec", "subhalo.placement", 0.0)
     n_cand = (
@@ -270,7 +320,18 @@ def _subhalo_settings(c: Mapping[str, Any]) -> SubhaloSettings:
         else 32
     )
     return SubhaloSettings(
-        str(profile), p_present, low, high, conc, tau, band, bool(placement.get("on_arc")), n_cand
+        str(profile),
+        p_present,
+        low,
+        high,
+        conc,
+        tau,
+        band,
+        bool(placement.get("on_arc")),
+        n_cand,
+        str(truncation),
+        str(depth.get("prior", "uniform")),
+        r_max,
     )
 
 
@@ -375,6 +436,7 @@ class _Draw:
     mass_msun: float
     sub_x: float
     sub_y: float
+    sub_z_kpc: float = 0.0  # line-of-sight offset from the lens centre (physical kpc)
 
 
 @dataclass
@@ -391,6 +453,7 @@ class DrawBatch:
     noise_key: np.ndarray
     peak_snr: np.ndarray | None = None  # (B,) drawn peak S/N (inf: no Poisson noise)
     sigma_line_kms: np.ndarray | None = None  # (B,) observed line dispersion, km/s
+    sub_z_kpc: np.ndarray | None = None  # (B,) subhalo line-of-sight offset from the lens centre, kpc
 
     def __len__(self) -> int:
         return int(self.present.shape[0])
@@ -407,6 +470,7 @@ class DrawBatch:
             self.noise_key[idx],
             peak_snr=None if self.peak_snr is None else self.peak_snr[idx],
             sigma_line_kms=None if self.sigma_line_kms is None else self.sigma_line_kms[idx],
+            sub_z_kpc=None if self.sub_z_kpc is None else self.sub_z_kpc[idx],
         )
 
     def one(self, i: int) -> _Draw:
@@ -419,6 +483,7 @@ class DrawBatch:
             float(self.mass_msun[i]),
             float(self.sub_x[i]),
             float(self.sub_y[i]),
+            0.0 if self.sub_z_kpc is None else float(self.sub_z_kpc[i]),
         )
 
     @classmethod
@@ -434,6 +499,7 @@ class DrawBatch:
             np.array([d.sub_x for d in draws], dtype=float),
             np.array([d.sub_y for d in draws], dtype=float),
             np.zeros(len(draws), np.uint64),
+            sub_z_kpc=np.array([d.sub_z_kpc for d in draws], dtype=float),
         )
 
 
@@ -485,7 +551,9 @@ class LensSimulator(Simulator):
         self.pixel_scale_arcsec = self.instrument.pixel_scale_arcsec
         self.lens_model_list = [self.macro_model, "SHEAR", self.subhalo.profile]
         # a subhalo mass at the top of the prior must be convertible (fails here, not in a worker)
-        self._subhalo_kwargs(np.array([self.subhalo.mass_high_msun, 0.0]), np.zeros(2), np.zeros(2))
+        self._subhalo_kwargs(
+            np.array([self.subhalo.mass_high_msun, 0.0]), np.ones(2), np.zeros(2), np.zeros(2), np.ones(2)
+        )
 
     # -- drawing ------------------------------------------------------------------------------------------
     def draw_batch(self, seed: int, split: str, indices: Sequence[int] | np.ndarray) -> DrawBatch:
@@ -515,13 +583,13 @@ class LensSimulator(Simulator):
 
         s, ss = self.subhalo, SUBHALO_SLOTS
         n_cand = s.n_candidates if s.on_arc else 0
-        u = uniforms(seed, stream_tag(split, "subhalo"), idx, len(ss) + 2 * n_cand)
+        u = uniforms(seed, stream_tag(split, "subhalo"), idx, subhalo_depth_slot(n_cand) + 1)
         present = u[:, ss["present"]] < s.p_present
         lo, hi = math.log10(s.mass_low_msun), math.log10(s.mass_high_msun)
         mass = 10.0 ** (lo + (hi - lo) * u[:, ss["mass"]])
         if s.on_arc:  # candidates in the band, one picked with probability ~ the arc's flux there
             radius = lens["theta_E"][:, None] + s.band_arcsec * (2.0 * u[:, 5 : 5 + n_cand] - 1.0)
-            angle = 2.0 * math.pi * u[:, 5 + n_cand :]
+            angle = 2.0 * math.pi * u[:, 5 + n_cand : 5 + 2 * n_cand]
         else:
             radius = (lens["theta_E"] + s.band_arcsec * (2.0 * u[:, ss["radius"]] - 1.0))[:, None]
             angle = 2.0 * math.pi * u[:, ss["angle"], None]
@@ -536,17 +604,57 @@ class LensSimulator(Simulator):
                     k = int(np.searchsorted(np.cumsum(weight), u[b, ss["pick"]] * weight.sum(), side="right"))
                     pick[b] = min(k, n_cand - 1)
         rows = np.arange(idx.size)
+        sx, sy = sx[rows, pick], sy[rows, pick]
+        sub_z = self._draw_depth(u[:, subhalo_depth_slot(n_cand)], lens, sx, sy)
         peak_snr, sigma_line = self._noise_params(seed, split, idx, source)
         return DrawBatch(
             lens,
             source,
             present,
             mass,
-            sx[rows, pick],
-            sy[rows, pick],
+            sx,
+            sy,
             words64(seed, stream_tag(split, "noise"), idx),
             peak_snr=peak_snr,
             sigma_line_kms=sigma_line,
+            sub_z_kpc=sub_z,
+        )
+
+    def _r_proj_kpc(self, lens: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Projected distance (physical kpc) of image positions (x, y) from the lens centre."""
+        from lensml.sim.cosmology import lens_distances
+        from lensml.sim.subhalo_tidal import kpc_per_arcsec
+
+        dist = lens_distances(self.z_lens, self.z_source, self.cosmology)
+        return np.hypot(x - lens["center_x"], y - lens["center_y"]) * kpc_per_arcsec(dist)
+
+    def _draw_depth(
+        self, u: np.ndarray, lens: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
+    ) -> np.ndarray:
+        """Line-of-sight offsets z (kpc) of uniforms ``u`` (``subhalo.depth``, see ``subhalo_tidal``)."""
+        from lensml.sim.cosmology import lens_distances
+        from lensml.sim.subhalo_tidal import depth_kpc, host_r200_kpc, host_sigma_v_kms
+
+        dist = lens_distances(self.z_lens, self.z_source, self.cosmology)
+        r200 = host_r200_kpc(host_sigma_v_kms(lens["theta_E"], dist), dist)
+        s = self.subhalo
+        return depth_kpc(u, self._r_proj_kpc(lens, x, y), s.depth_r_max_r200 * r200, s.depth_prior)
+
+    def _subhalo_args(self, draws: DrawBatch) -> dict[str, Any]:
+        """Subhalo model arguments of ``subhalo_kwargs`` / ``subhalo_masses`` for drawn samples."""
+        z = np.zeros(len(draws)) if draws.sub_z_kpc is None else draws.sub_z_kpc
+        r3d = np.hypot(self._r_proj_kpc(draws.lens, draws.sub_x, draws.sub_y), z)
+        return self._subhalo_model(r3d, draws.lens["theta_E"])
+
+    def _subhalo_model(self, r3d_kpc: np.ndarray, host_theta_e: np.ndarray) -> dict[str, Any]:
+        s = self.subhalo
+        return dict(
+            cosmology=self.cosmology,
+            concentration=s.concentration,
+            tau_trunc=s.tau_trunc,
+            truncation=s.truncation,
+            r3d_kpc=np.maximum(r3d_kpc, 1e-6),
+            host_theta_e=host_theta_e,
         )
 
     def _noise_params(
@@ -588,19 +696,14 @@ class LensSimulator(Simulator):
             {"gamma1": lens["gamma1"], "gamma2": lens["gamma2"]},
         ]
 
-    def _subhalo_kwargs(self, mass: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    def _subhalo_kwargs(
+        self, mass: np.ndarray, r3d_kpc: np.ndarray, x: np.ndarray, y: np.ndarray, host_theta_e: np.ndarray
+    ) -> dict[str, Any]:
         from lensml.sim.subhalo import subhalo_kwargs
 
+        model = self._subhalo_model(r3d_kpc, host_theta_e)
         return subhalo_kwargs(
-            self.subhalo.profile,
-            mass,
-            self.z_lens,
-            self.z_source,
-            self.cosmology,
-            concentration=self.subhalo.concentration,
-            tau_trunc=self.subhalo.tau_trunc,
-            center_x=x,
-            center_y=y,
+            self.subhalo.profile, mass, self.z_lens, self.z_source, center_x=x, center_y=y, **model
         )
 
     def lens_kwargs(self, draws: DrawBatch | Sequence[_Draw]) -> list[dict[str, np.ndarray]]:
@@ -610,7 +713,17 @@ class LensSimulator(Simulator):
         macro = {k: draws.lens[k] for k in macro_keys if k in draws.lens}
         shear = {k: draws.lens[k] for k in ("gamma1", "gamma2")}
         mass = np.where(draws.present, draws.mass_msun, 0.0)
-        sub = self._subhalo_kwargs(mass, draws.sub_x, draws.sub_y)
+        from lensml.sim.subhalo import subhalo_kwargs
+
+        sub = subhalo_kwargs(
+            self.subhalo.profile,
+            mass,
+            self.z_lens,
+            self.z_source,
+            center_x=draws.sub_x,
+            center_y=draws.sub_y,
+            **self._subhalo_args(draws),
+        )
         return [macro, shear, {k: np.asarray(v, dtype=float) for k, v in sub.items()}]
 
     # -- rendering ----------------------------------------------------------------------------------------
@@ -706,4 +819,14 @@ class LensSimulator(Simulator):
             "sigma_v_kms": sigma_v,
             "flux_sigma": sigma_f,
             "peak_snr": draws.peak_snr.astype(np.float64),
+            **self.subhalo_metadata(draws),
         }
+
+    def subhalo_metadata(self, draws: DrawBatch) -> dict[str, np.ndarray]:
+        """Masses, tau, c200 of drawn subhaloes (``lensml.sim.subhalo.subhalo_masses``; 0 / NaN if none)."""
+        from lensml.sim.subhalo import subhalo_masses
+
+        mass = np.where(draws.present, draws.mass_msun, 0.0)
+        return subhalo_masses(
+            self.subhalo.profile, mass, self.z_lens, self.z_source, **self._subhalo_args(draws)
+        )

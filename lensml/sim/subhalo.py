@@ -25,6 +25,7 @@ r_trunc (those of a 1e8 M_sun halo), i.e. exactly zero deflection. Physical cons
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from lenstronomy.Util import constants as const
@@ -33,12 +34,24 @@ from lensml.errors import ConfigError
 from lensml.sim.cosmology import DEFAULT_COSMOLOGY, LensDistances, lens_distances
 
 SUBHALO_PROFILES: tuple[str, ...] = ("SIS", "NFW", "TNFW")
+#: Per-sample metadata of ``subhalo_masses`` (beside M200, ``mass_msun``).
+MASS_KEYS: tuple[str, ...] = (
+    "m_trunc_msun",
+    "m_proj_1kpc_msun",
+    "m_proj_0p1arcsec_msun",
+    "tau_trunc",
+    "c200",
+)
 DEFAULT_TAU_TRUNC = 5.0
 DEFAULT_CONCENTRATION = "duffy08"
 _PLACEHOLDER_MASS_MSUN = 1e8  # sets the (irrelevant) Rs of a zero-mass subhalo
 
 # Duffy et al. (2008) Table 1, NFW, M200 (critical), full sample, z = 0-2
 _DUFFY08 = dict(A=5.71, B=-0.084, C=-0.47, M_pivot_msun_h=2e12)
+# Moliné et al. (2017) eq. 6 and its fitted parameters (c200 of subhaloes at z = 0)
+_MOLINE17 = dict(c0=19.9, a=(-0.195, 0.089, 0.089), b=-0.54, M_pivot_msun_h=1e8)
+_X_SUB_MIN = 1e-3  # x_sub below this (r3D < 0.3 kpc) is clipped: the fit ends well above it
+CONCENTRATIONS: tuple[str, ...] = ("duffy08", "moline17")
 
 
 def _check_mass(mass_msun: float | np.ndarray) -> np.ndarray:
@@ -57,21 +70,43 @@ def concentration_duffy08(mass_msun: float | np.ndarray, z_lens: float, h: float
     return p["A"] * (np.asarray(mass_msun) * h / p["M_pivot_msun_h"]) ** p["B"] * (1.0 + z_lens) ** p["C"]
 
 
+def concentration_moline17(mass_msun: float | np.ndarray, x_sub: float | np.ndarray, h: float) -> np.ndarray:
+    """Moliné et al. (2017, MNRAS 466, 4974) eq. 6, subhalo c200(M200, x_sub) at z = 0 (VL-II + ELVIS fit):
+    c0 [1 + sum_{i=1..3} (a_i log10(M200 / (1e8 M_sun/h)))^i] [1 + b log10 x_sub], x_sub = r3D / R_host,
+    clipped to [1e-3, 1] (the fit covers subhaloes inside the host; beyond, c stays at its x_sub = 1 value)."""
+    p = _MOLINE17
+    log_m = np.log10(np.asarray(mass_msun, dtype=np.float64) * h / p["M_pivot_msun_h"])
+    series = 1.0 + sum((a * log_m) ** (i + 1) for i, a in enumerate(p["a"]))
+    x = np.clip(np.asarray(x_sub, dtype=np.float64), _X_SUB_MIN, 1.0)
+    return p["c0"] * series * (1.0 + p["b"] * np.log10(x))
+
+
 def _concentration(
-    concentration: float | str, mass_msun: np.ndarray, dist: LensDistances
+    concentration: float | str | np.ndarray,
+    mass_msun: np.ndarray,
+    dist: LensDistances,
+    x_sub: np.ndarray | None = None,
 ) -> np.ndarray:
     if isinstance(concentration, str):
-        if concentration.lower() != DEFAULT_CONCENTRATION:
-            raise ConfigError(
-                f"Unknown concentration relation {concentration!r} (config key subhalo.concentration); "
-                f"use '{DEFAULT_CONCENTRATION}' or a positive number."
-            )
-        return concentration_duffy08(mass_msun, dist.z_lens, dist.h)
+        name = concentration.lower()
+        if name == "duffy08":
+            return concentration_duffy08(mass_msun, dist.z_lens, dist.h)
+        if name == "moline17":
+            if x_sub is None:
+                raise ConfigError(
+                    "subhalo.concentration='moline17' needs the subhalo's 3D distance from the host "
+                    "(r3d_kpc and host_theta_e); use 'duffy08' or a number without them."
+                )
+            return concentration_moline17(mass_msun, x_sub, dist.h)
+        raise ConfigError(
+            f"Unknown concentration relation {concentration!r} (config key subhalo.concentration); "
+            f"use one of {list(CONCENTRATIONS)} or a positive number."
+        )
     c = np.asarray(concentration, dtype=np.float64)
     if not np.all(np.isfinite(c)) or np.any(c <= 0):
         raise ConfigError(
             f"subhalo.concentration = {concentration!r} must be > 0 (c = r200 / r_s); "
-            "use e.g. 10 or 'duffy08'."
+            "use e.g. 10, 'duffy08' or 'moline17'."
         )
     return np.broadcast_to(c, mass_msun.shape).astype(np.float64)
 
@@ -102,13 +137,21 @@ def sis_theta_e_arcsec(sigma_v_kms: float | np.ndarray, dist: LensDistances) -> 
     return 4.0 * math.pi * (v / const.c) ** 2 * dist.d_ls_mpc / dist.d_s_mpc / const.arcsec
 
 
+def nfw_rho0_rs(
+    mass_msun: float | np.ndarray, c: float | np.ndarray, dist: LensDistances
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rho0 in M_sun/Mpc^3, r_s in Mpc) of an NFW halo of M200 ``mass_msun`` (M_sun) and concentration c."""
+    c = np.asarray(c, dtype=np.float64)
+    rs_mpc = r200_mpc(mass_msun, dist) / c
+    rho0 = 200.0 / 3.0 * dist.rho_crit_lens_msun_mpc3 * c**3 / (np.log1p(c) - c / (1.0 + c))
+    return rho0, rs_mpc
+
+
 def nfw_angles(
     mass_msun: float | np.ndarray, c: float | np.ndarray, dist: LensDistances
 ) -> tuple[np.ndarray, np.ndarray]:
     """(Rs, alpha_Rs) in arcsec of an NFW halo of M200 ``mass_msun`` (M_sun) and concentration ``c``."""
-    c = np.asarray(c, dtype=np.float64)
-    rs_mpc = r200_mpc(mass_msun, dist) / c
-    rho0 = 200.0 / 3.0 * dist.rho_crit_lens_msun_mpc3 * c**3 / (np.log1p(c) - c / (1.0 + c))  # M_sun/Mpc^3
+    rho0, rs_mpc = nfw_rho0_rs(mass_msun, c, dist)
     alpha_rs_phys = rho0 * 4.0 * rs_mpc**2 * (1.0 + math.log(0.5))  # M_sun / Mpc
     to_arcsec = 1.0 / dist.d_l_mpc / const.arcsec
     return rs_mpc * to_arcsec, alpha_rs_phys / sigma_crit_msun_mpc2(dist) * to_arcsec
@@ -118,22 +161,103 @@ def _out(a: np.ndarray, scalar: bool) -> float | np.ndarray:
     return float(a) if scalar else a
 
 
+def _check_positive(value: float | np.ndarray, key: str, example: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+        ok = bool(np.all(np.isfinite(arr)) and np.all(arr > 0))
+    except (TypeError, ValueError):
+        arr, ok = np.zeros(()), False
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} must be > 0; use e.g. {example}.")
+    return arr
+
+
+@dataclass(frozen=True)
+class SubhaloStructure:
+    """Per-sample structure of NFW/TNFW subhaloes (arrays of the mass's shape).
+
+    c200: concentration; tau: r_trunc / r_s (TNFW; inf for NFW); rho0 (M_sun/Mpc^3) and rs_mpc of the NFW;
+    live: mass > 0 (zero-mass samples carry the structure of a ``_PLACEHOLDER_MASS_MSUN`` halo).
+    """
+
+    c200: np.ndarray
+    tau: np.ndarray
+    rho0: np.ndarray
+    rs_mpc: np.ndarray
+    live: np.ndarray
+
+
+def subhalo_structure(
+    profile: str,
+    mass: np.ndarray,
+    dist: LensDistances,
+    concentration: float | str | np.ndarray = DEFAULT_CONCENTRATION,
+    truncation: str = "fixed",
+    tau_trunc: float | np.ndarray = DEFAULT_TAU_TRUNC,
+    r3d_kpc: np.ndarray | None = None,
+    host_theta_e: np.ndarray | None = None,
+) -> SubhaloStructure:
+    """Concentration and truncation of NFW/TNFW subhaloes of M200 ``mass`` (M_sun, >= 0), vectorised.
+
+    ``truncation``: 'fixed' (tau = ``tau_trunc``) or 'tidal' (tau = Jacobi radius / r_s at ``r3d_kpc`` in the
+    SIS host of Einstein radius ``host_theta_e`` arcsec; ``lensml.sim.subhalo_tidal``). 'moline17' and
+    'tidal' need ``r3d_kpc`` and ``host_theta_e``.
+    """
+    from lensml.sim import subhalo_tidal as tidal
+
+    if truncation not in tidal.TRUNCATIONS:
+        raise ConfigError(
+            f"subhalo.truncation={truncation!r} is unknown; use one of {list(tidal.TRUNCATIONS)}."
+        )
+    live = mass > 0
+    mass_for_shape = np.where(live, mass, _PLACEHOLDER_MASS_MSUN)
+    need_host = truncation == "tidal" or (
+        isinstance(concentration, str) and concentration.lower() == "moline17"
+    )
+    x_sub = sigma_host = r3d = None
+    if need_host:
+        if r3d_kpc is None or host_theta_e is None:
+            raise ConfigError(
+                "subhalo.truncation='tidal' and subhalo.concentration='moline17' need the subhalo's 3D "
+                "position (r3d_kpc) and the host's theta_E; pass them or use 'fixed' / 'duffy08'."
+            )
+        r3d = np.broadcast_to(np.asarray(r3d_kpc, dtype=np.float64), mass.shape)
+        sigma_host = tidal.host_sigma_v_kms(np.broadcast_to(host_theta_e, mass.shape), dist)
+        x_sub = r3d / tidal.host_r200_kpc(sigma_host, dist)
+    c = _concentration(concentration, mass_for_shape, dist, x_sub)
+    rho0, rs_mpc = nfw_rho0_rs(mass_for_shape, c, dist)
+    if profile != "TNFW":
+        tau = np.full(mass.shape, np.inf)
+    elif truncation == "fixed":
+        tau = _check_positive(tau_trunc, "subhalo.tau_trunc", str(DEFAULT_TAU_TRUNC))
+        tau = np.broadcast_to(tau, mass.shape).astype(np.float64)
+    else:
+        kpc3 = tidal.KPC_PER_MPC**3
+        r_t = tidal.jacobi_radius_kpc(rho0 / kpc3, rs_mpc * tidal.KPC_PER_MPC, r3d, sigma_host)
+        tau = np.minimum(r_t / (rs_mpc * tidal.KPC_PER_MPC), c)  # r_t <= r200 of the subhalo
+    return SubhaloStructure(c, tau, rho0, rs_mpc, live)
+
+
 def subhalo_kwargs(
     profile: str,
     mass_msun: float | np.ndarray,
     z_lens: float,
     z_source: float,
     cosmology: str = DEFAULT_COSMOLOGY,
-    concentration: float | str = DEFAULT_CONCENTRATION,
-    tau_trunc: float = DEFAULT_TAU_TRUNC,
+    concentration: float | str | np.ndarray = DEFAULT_CONCENTRATION,
+    tau_trunc: float | np.ndarray = DEFAULT_TAU_TRUNC,
     center_x: float | np.ndarray = 0.0,
     center_y: float | np.ndarray = 0.0,
+    truncation: str = "fixed",
+    r3d_kpc: float | np.ndarray | None = None,
+    host_theta_e: float | np.ndarray | None = None,
 ) -> dict[str, float | np.ndarray]:
     """lenstronomy kwargs (arcsec) of a subhalo of M200 ``mass_msun`` (M_sun) for 'SIS', 'NFW' or 'TNFW'.
 
     ``mass_msun`` may be an array (a batch): then every value is an array of its shape; centres broadcast.
     'SIS' -> {theta_E, center_x, center_y}; 'NFW' -> {Rs, alpha_Rs, center_x, center_y};
     'TNFW' -> {Rs, alpha_Rs, r_trunc, center_x, center_y}. Mass 0 -> zero-strength, finite kwargs.
+    ``truncation``, ``r3d_kpc`` (kpc) and ``host_theta_e`` (arcsec): see ``subhalo_structure``.
     """
     if profile not in SUBHALO_PROFILES:
         raise ConfigError(
@@ -148,22 +272,75 @@ def subhalo_kwargs(
     if profile == "SIS":
         theta_e = sis_theta_e_arcsec(sis_sigma_v_kms(mass, dist), dist)
         return {"theta_E": _out(theta_e, scalar), "center_x": _out(cx, scalar), "center_y": _out(cy, scalar)}
-    try:
-        tau_ok = math.isfinite(float(tau_trunc)) and float(tau_trunc) > 0
-    except (TypeError, ValueError):
-        tau_ok = False
-    if not tau_ok:
-        raise ConfigError(
-            f"subhalo.tau_trunc = {tau_trunc!r} must be > 0 (r_trunc = tau * Rs); "
-            f"use e.g. {DEFAULT_TAU_TRUNC}."
-        )
-    live = mass > 0
-    mass_for_shape = np.where(live, mass, _PLACEHOLDER_MASS_MSUN)
-    c = _concentration(concentration, mass_for_shape, dist)
-    rs, alpha_rs = nfw_angles(mass_for_shape, c, dist)
-    alpha_rs = np.where(live, alpha_rs, 0.0)
+    st = subhalo_structure(
+        profile, mass, dist, concentration, truncation, tau_trunc, r3d_kpc, host_theta_e
+    )
+    rs, alpha_rs = nfw_angles(np.where(st.live, mass, _PLACEHOLDER_MASS_MSUN), st.c200, dist)
+    alpha_rs = np.where(st.live, alpha_rs, 0.0)
     out = {"Rs": _out(rs, scalar), "alpha_Rs": _out(alpha_rs, scalar)}
     if profile == "TNFW":
-        out["r_trunc"] = _out(float(tau_trunc) * rs, scalar)
+        out["r_trunc"] = _out(st.tau * rs, scalar)
     out.update(center_x=_out(cx, scalar), center_y=_out(cy, scalar))
+    return out
+
+
+def subhalo_masses(
+    profile: str,
+    mass_msun: np.ndarray,
+    z_lens: float,
+    z_source: float,
+    cosmology: str = DEFAULT_COSMOLOGY,
+    concentration: float | str | np.ndarray = DEFAULT_CONCENTRATION,
+    tau_trunc: float | np.ndarray = DEFAULT_TAU_TRUNC,
+    truncation: str = "fixed",
+    r3d_kpc: np.ndarray | None = None,
+    host_theta_e: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-sample metadata (float64, shape of ``mass_msun``) of the subhaloes as rendered (``MASS_KEYS``).
+
+    ``m_trunc_msun``: 3D mass inside the truncation radius (TNFW: BMO09 profile inside r_t = tau r_s; NFW and
+    SIS, untruncated: M200, their mass inside r200); ``m_proj_1kpc_msun`` / ``m_proj_0p1arcsec_msun``:
+    projected mass in a cylinder of radius 1 kpc / 0.1 arcsec (NFW/TNFW along the whole line of sight; SIS
+    untruncated, pi Sigma_crit theta_E R); ``tau_trunc``: r_t / r_s (TNFW; NaN for NFW and SIS);
+    ``c200``: r200 / r_s (NaN for SIS). Samples with mass 0 (no subhalo): masses 0, tau and c NaN.
+    """
+    from lensml.sim import subhalo_tidal as tidal
+
+    mass = _check_mass(mass_msun)
+    dist = lens_distances(float(z_lens), float(z_source), cosmology)
+    live = mass > 0
+    kpc = tidal.KPC_PER_MPC
+    radii_kpc = {
+        "m_proj_1kpc_msun": tidal.M_PROJ_RADIUS_KPC,
+        "m_proj_0p1arcsec_msun": tidal.M_PROJ_RADIUS_ARCSEC * tidal.kpc_per_arcsec(dist),
+    }
+    out: dict[str, np.ndarray] = {}
+    if profile == "SIS":
+        theta_e_kpc = sis_theta_e_arcsec(sis_sigma_v_kms(mass, dist), dist) * tidal.kpc_per_arcsec(dist)
+        sigma_crit_kpc2 = sigma_crit_msun_mpc2(dist) / kpc**2
+        out["m_trunc_msun"] = mass.copy()
+        for key, r in radii_kpc.items():
+            out[key] = math.pi * sigma_crit_kpc2 * theta_e_kpc * r
+        out["tau_trunc"] = np.full(mass.shape, np.nan)
+        out["c200"] = np.full(mass.shape, np.nan)
+    else:
+        st = subhalo_structure(
+            profile, mass, dist, concentration, truncation, tau_trunc, r3d_kpc, host_theta_e
+        )
+        unit = 4.0 * math.pi * st.rho0 * st.rs_mpc**3  # M_sun
+        rs_kpc = st.rs_mpc * kpc
+        if profile == "TNFW":
+            out["m_trunc_msun"] = unit * tidal.tnfw_mass_3d_unit(st.tau, st.tau)
+            for key, r in radii_kpc.items():
+                out[key] = unit * tidal.tnfw_mass_2d_unit(r / rs_kpc, st.tau)
+            out["tau_trunc"] = st.tau.copy()
+        else:
+            out["m_trunc_msun"] = mass.copy()
+            for key, r in radii_kpc.items():
+                out[key] = unit * tidal.nfw_mass_2d_unit(r / rs_kpc)
+            out["tau_trunc"] = np.full(mass.shape, np.nan)
+        out["c200"] = st.c200.copy()
+    for key in MASS_KEYS:
+        absent = 0.0 if key.endswith("_msun") else np.nan
+        out[key] = np.where(live, np.broadcast_to(out[key], mass.shape), absent).astype(np.float64)
     return out

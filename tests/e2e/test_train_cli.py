@@ -51,6 +51,7 @@ def check_run_dir(run_dir: Path, n_test: int) -> dict:
     assert any(e["auc"] is not None for e in m["test"]["per_mass_bin"].values())
     with np.load(run_dir / "test_predictions.npz") as z:
         keys = {"probs", "labels", "mass_msun", "sub_x_arcsec", "sub_y_arcsec", "source_id", "index"}
+        keys |= {"m_trunc_msun", "m_proj_1kpc_msun", "m_proj_0p1arcsec_msun", "tau_trunc", "c200"}
         assert keys <= set(z.files)
         assert len(z["probs"]) == n_test and sorted(z["index"]) == list(range(n_test))
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and Path(m["best_checkpoint"]).exists()

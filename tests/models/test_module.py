@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lensml.errors import ConfigError
 from lensml.models.cnn import BaselineCNN
 from lensml.models.module import LensClassifier, PredictionStore, decode_source_ids, encode_source_ids
 
@@ -65,3 +67,36 @@ def test_module_learns_and_scores(tmp_path):
     assert res["per_mass_bin"]["1e8"]["auc"] == res["auc"]
     assert module.test_predictions["probs"].shape == (128,)
     assert set(module.test_predictions["source_id"]) == {"disk", "7815-3702"}
+
+
+class _BlobsWithMasses(_Blobs):
+    """As ``_Blobs``, with a projected mass of 3e6 M_sun for the positives (no tau / c200 keys)."""
+
+    def __getitem__(self, i: int) -> dict:
+        out = super().__getitem__(i)
+        out["m_proj_1kpc_msun"] = torch.tensor(3e6 if self.y[i] else 0.0, dtype=torch.float64)
+        return out
+
+
+def test_module_bins_by_the_configured_mass_key(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    module = LensClassifier(
+        BaselineCNN(in_channels=1), mass_edges_log10=[5.5, 6.5, 7.5, 8.5], mass_key="m_proj_1kpc_msun"
+    )
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )
+    data = _BlobsWithMasses(64, 1)
+    trainer.test(module, DataLoader(data, batch_size=32), verbose=False)
+    res = module.results["test"]
+    assert res["mass_key"] == "m_proj_1kpc_msun"
+    assert res["per_mass_bin"]["1e6"]["n_pos"] == int(data.y.sum()) > 0  # M200 = 1e8 would be in "1e8"
+    assert res["per_mass_bin"]["1e8"]["n_pos"] == 0
+    preds = module.test_predictions
+    assert preds["m_proj_1kpc_msun"].max() == 3e6 and np.isnan(preds["tau_trunc"]).all()
+
+
+def test_unknown_mass_key_names_the_config_key():
+    with pytest.raises(ConfigError, match="metrics.mass_key"):
+        LensClassifier(BaselineCNN(in_channels=1), mass_key="m_total")
