@@ -26,7 +26,6 @@ import multiprocessing as mp
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 

@@ -28,7 +28,7 @@ key                dtype, shape   meaning
 ``sigma_v_kms``    float32 B,N,N  velocity error a pipeline would report (km/s), from observed quantities
                                   only (``instrument.reported_sigmas``); defined in every pixel
 ``flux_sigma``     float32 B,N,N  flux noise sigma (flux units), from the observed flux and its peak
-``peak_snr``       float64 B      the sample's drawn peak S/N (``noise.peak_snr`` prior); inf = no Poisson noise
+``peak_snr``       float64 B      the sample's drawn peak S/N (prior ``noise.peak_snr``); inf: no Poisson
 ``m_trunc_msun``   float64 B      subhalo 3D mass inside its truncation radius (M_sun; NFW, SIS: M200); 0 if
                                   none
 ``m_proj_1kpc_msun``  float64 B   subhalo projected mass in a cylinder of radius 1 kpc (M_sun); 0 if none
@@ -113,7 +113,8 @@ STREAMS: dict[str, int] = {"lens": 0, "source": 1, "subhalo": 2, "noise": 3, "no
 #: Uniform slots of the noise-parameter stream (the pixel noise itself comes from the "noise" stream's seed).
 NOISE_SLOTS: dict[str, int] = {"peak_snr": 0}
 #: Intrinsic line dispersion (km/s) given to MaNGA templates unless ``source.template_sigma0_kms`` is set:
-#: ionised-gas dispersions of z ~ 1-2 star-forming disks, ~45 km/s (Wisnioski et al. 2015; Uebler et al. 2019).
+#: ionised-gas dispersions of z ~ 1-2 star-forming disks, ~45 km/s (Wisnioski et al. 2015; Uebler et al.
+#: 2019).
 TEMPLATE_SIGMA0_KMS = 45.0
 PHYSICS_GROUPS: tuple[str, ...] = ("source", "lens", "subhalo", "noise", "instrument", "sim")
 

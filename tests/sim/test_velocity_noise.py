@@ -1,4 +1,4 @@
-"""Velocity-noise model (lensml.sim.velocity_noise): line width, centroid error, and the kernel that draws it."""
+"""Velocity-noise model (lensml.sim.velocity_noise): line width, centroid error, the kernel that draws it."""
 
 from __future__ import annotations
 
