@@ -16,6 +16,7 @@ also each channel alone); the map is P(unoccluded) - P(occluded), averaged over 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,16 @@ def _lens(
     models = ["SIE", "SHEAR"]
     kwargs: list[dict] = [macro, shear]
     if sub is not None:
+        from lensml.sim.cosmology import lens_distances
+        from lensml.sim.subhalo_tidal import kpc_per_arcsec, median_depth_r3d_kpc
+
+        # the subhalo's 3D distance: its projected one and the median |z| of the configured depth prior
+        dist = lens_distances(float(cfg.lens.z_lens), float(cfg.lens.z_source), str(cfg.lens.cosmology))
+        r_proj = math.hypot(sub["x"] - macro["center_x"], sub["y"] - macro["center_y"]) * kpc_per_arcsec(dist)
+        depth = cfg.subhalo.get("depth") or {}
+        r3d = median_depth_r3d_kpc(
+            r_proj, macro["theta_E"], dist, depth.get("prior", "uniform"), float(depth.get("r_max_r200", 1.0))
+        )
         models.append(str(cfg.subhalo.profile))
         kwargs.append(
             subhalo_kwargs(
@@ -73,6 +84,9 @@ def _lens(
                 tau_trunc=float(cfg.subhalo.tau_trunc),
                 center_x=sub["x"],
                 center_y=sub["y"],
+                truncation=str(cfg.subhalo.get("truncation", "fixed")),
+                r3d_kpc=r3d,
+                host_theta_e=macro["theta_E"],
             )
         )
     return models, kwargs

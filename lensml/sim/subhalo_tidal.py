@@ -196,3 +196,12 @@ def tnfw_mass_3d_unit(x: np.ndarray, tau: np.ndarray) -> np.ndarray:
             + (t2 - 1.0) * np.log(t * (1.0 + x) / np.sqrt(t2 + x**2))
         )
     )
+
+
+def median_depth_r3d_kpc(
+    r_proj_kpc: float, theta_e_arcsec: float, dist: LensDistances, prior: str, r_max_r200: float
+) -> float:
+    """r3D (kpc) of a subhalo at projected R whose |z| is the median of the depth prior (u = 3/4)."""
+    r_max = r_max_r200 * host_r200_kpc(host_sigma_v_kms(theta_e_arcsec, dist), dist)
+    z = depth_kpc(np.array([0.75]), np.array([r_proj_kpc]), np.array([r_max]), prior)
+    return float(np.hypot(r_proj_kpc, z[0]))
