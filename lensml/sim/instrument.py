@@ -69,7 +69,7 @@ class Instrument:
     name: str = "default"
     line: str = "H-alpha"
     line_rest_angstrom: float = EMISSION_LINES_ANGSTROM["H-alpha"]
-    wavelength_range_um: tuple[float, float] = (0.97, 2.45)
+    wavelength_range_um: tuple[float, float] = (1.0, 2.4)
     resolving_power: float = 3800.0
 
     @property

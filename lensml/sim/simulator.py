@@ -370,7 +370,7 @@ def _spectral(c: Mapping[str, Any]) -> dict[str, Any]:
             )
         rest = EMISSION_LINES_ANGSTROM[line]
     rest = _number({"line_rest_angstrom": rest}, "line_rest_angstrom", "instrument", 0.0, low_open=True)
-    rng = c.get("wavelength_range_um", [0.97, 2.45])
+    rng = c.get("wavelength_range_um", [1.0, 2.4])
     if not isinstance(rng, Sequence) or isinstance(rng, str) or len(rng) != 2:
         raise ConfigError(f"instrument.wavelength_range_um={rng!r} must be [low, high] in um.")
     lo, hi = (_number({"v": v}, "v", "instrument.wavelength_range_um", 0.0, low_open=True) for v in rng)

@@ -33,8 +33,8 @@ def _run(
         velocity,
         np.ones(flux.shape, bool),
         np.asarray(keys, dtype=np.uint64),
-        np.full(b, peak_snr, np.float64),
-        np.full(b, sigma_line, np.float64),
+        np.broadcast_to(np.asarray(peak_snr, np.float64), (b,)).copy(),
+        np.broadcast_to(np.asarray(sigma_line, np.float64), (b,)).copy(),
         bg,
         kappa,
         floor,
@@ -113,9 +113,11 @@ def test_noise_of_an_image_depends_only_on_its_key():
     flux = rng.uniform(0.0, 1.0, (5, 24, 24)).astype(np.float32)
     vel = rng.normal(0, 100, flux.shape).astype(np.float32)
     keys = np.array([3, 4, 5, 6, 7], dtype=np.uint64)
-    batch = _run(flux, keys, bg=0.02, sigma_line=50.0, velocity=vel)
-    for i in (0, 3, 4):
-        alone = _run(flux[i : i + 1], keys[i : i + 1], bg=0.02, sigma_line=50.0, velocity=vel[i : i + 1])
+    snr, line = np.array([10.0, 20.0, 0.0, 40.0, 50.0]), np.array([30.0, 45.0, 60.0, 75.0, 90.0])
+    batch = _run(flux, keys, peak_snr=snr, bg=0.02, sigma_line=line, velocity=vel)
+    for i in (0, 2, 3, 4):  # each image with its own peak S/N and line width
+        alone = _run(flux[i : i + 1], keys[i : i + 1], peak_snr=snr[i], bg=0.02, sigma_line=line[i],
+                     velocity=vel[i : i + 1])
         np.testing.assert_array_equal(batch[0][i], alone[0][0])
         np.testing.assert_array_equal(batch[1][i], alone[1][0])
     other = _run(flux[:1], [4], bg=0.02)
