@@ -8,8 +8,9 @@ URL layout (DR17, DAP v3_1_1 / 3.1.0)::
 
 Every file is written under a temporary name in the destination folder and renamed only after the gzip
 stream and the FITS structure check out (``verify_maps_file``); a failed or interrupted transfer leaves
-nothing behind. Broken transfers are retried (``retries`` attempts, exponential backoff); a 4xx answer or an
-unresolvable host is not retried.
+nothing behind, and the temporary file of a killed download is swept by the next run. Broken transfers are
+retried (``retries`` attempts, exponential backoff); a 4xx answer or an unresolvable host is not retried; a
+404 says the file is not on the archive (plate-ifu and URL), not that the network failed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from lensml.atomic_io import atomic_path
+from lensml.atomic_io import atomic_path, sweep_stale_temps
 from lensml.data.maps_reader import check_complete
 from lensml.errors import DataError, DownloadError
 from lensml.paths import PROJECT_ROOT
@@ -46,6 +47,10 @@ Reporter = Callable[[int | None, str], AbstractContextManager[Any]]
 
 class NetworkError(DownloadError):
     """The archive cannot be reached (no DNS, refused, timed out): the rest of a batch would fail too."""
+
+
+class NotOnArchiveError(DownloadError):
+    """The archive answered 404: the file does not exist there (wrong plate-ifu, daptype or base_url)."""
 
 
 class _NullBar:
@@ -108,6 +113,15 @@ def _manual_fix(url: str, dest: Path) -> str:
     )
 
 
+def _not_on_archive(url: str, plateifu: str | None, code: int, reason: str) -> str:
+    what = f"plate-ifu {plateifu}" if plateifu else "this file"
+    return (
+        f"{url}: HTTP {code} {reason}: {what} is not on the archive. Fix: check the plate-ifu (e.g. on "
+        "https://dr17.sdss.org/marvin) and that daptype= and base_url= name a release holding it; the "
+        "network is fine."
+    )
+
+
 def download_file(
     url: str,
     dest: str | Path,
@@ -115,10 +129,12 @@ def download_file(
     retries: int = 3,
     backoff_s: float = 1.0,
     reporter: Reporter | None = None,
+    plateifu: str | None = None,
 ) -> Path:
     """Fetch ``url`` to ``dest`` (temp name, verified, then renamed); retries broken transfers.
 
-    Raises ``DownloadError`` naming the URL and how to place the file by hand; nothing partial stays on disk.
+    Raises ``DownloadError`` naming the URL and how to place the file by hand (``NotOnArchiveError`` for a
+    404, naming ``plateifu``); nothing partial stays on disk.
     """
     dest = Path(dest)
     retries = max(1, int(retries))
@@ -131,6 +147,8 @@ def download_file(
             log.info("downloaded %s -> %s", url, dest)
             return dest
         except urllib.error.HTTPError as exc:
+            if exc.code in (404, 410):
+                raise NotOnArchiveError(_not_on_archive(url, plateifu, exc.code, exc.reason)) from exc
             if 400 <= exc.code < 500:
                 raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}. {_manual_fix(url, dest)}") from exc
             last = exc
@@ -184,6 +202,8 @@ def download_maps(
     host, connection refused after retries) stops the batch at once: the rest would fail the same way.
     """
     out_dir = Path(out_dir)
+    if out_dir.is_dir():
+        sweep_stale_temps(out_dir)  # transfers of a killed download
     paths: list[Path] = []
     errors: list[DownloadError] = []
     for plateifu in _unique(plateifus):
@@ -198,7 +218,7 @@ def download_maps(
                 log.warning("%s; downloading it again", exc)
         url = maps_url(plateifu, base_url, daptype)
         try:
-            paths.append(download_file(url, dest, timeout_s, retries, backoff_s, reporter))
+            paths.append(download_file(url, dest, timeout_s, retries, backoff_s, reporter, plateifu=plateifu))
         except NetworkError as exc:
             errors.append(exc)
             break

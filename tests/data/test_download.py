@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import http.server
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +30,7 @@ from lensml.data.download import (
 from lensml.errors import DataError, DownloadError
 
 DAPTYPE = "HYB10-MILESHC-MASTARHC2"
-GOOD, CUT, SHORT, FLAKY = "99999-1901", "99999-1902", "99999-1903", "99999-1904"
+GOOD, CUT, SHORT, FLAKY, HANG = "99999-1901", "99999-1902", "99999-1903", "99999-1904", "99999-1905"
 
 
 class _Archive:
@@ -34,6 +39,7 @@ class _Archive:
     def __init__(self, payload: bytes):
         self.payload = payload
         self.hits: Counter[str] = Counter()
+        self.release = threading.Event()  # HANG requests stall mid-transfer until this is set
 
     def handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         archive = self
@@ -47,7 +53,7 @@ class _Archive:
                 plateifu = f"{parts[-3]}-{parts[-2]}" if len(parts) >= 5 else "?"
                 archive.hits[plateifu] += 1
                 data = archive.payload
-                if parts[:2] != ["sas", DAPTYPE] or plateifu not in (GOOD, CUT, SHORT, FLAKY):
+                if parts[:2] != ["sas", DAPTYPE] or plateifu not in (GOOD, CUT, SHORT, FLAKY, HANG):
                     self.send_error(404, "Not Found")
                     return
                 if plateifu == CUT or (plateifu == FLAKY and archive.hits[plateifu] == 1):
@@ -56,6 +62,15 @@ class _Archive:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    return
+                if plateifu == HANG:  # half the file, then a stall: the client is mid-write
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    archive.release.wait(30)
                     self.close_connection = True
                     return
                 if plateifu == SHORT:
@@ -77,6 +92,7 @@ def archive(tmp_path_factory):
     thread.start()
     arch.base_url = f"http://127.0.0.1:{server.server_address[1]}/sas"
     yield arch
+    arch.release.set()
     server.shutdown()
     server.server_close()
 
@@ -147,6 +163,50 @@ def test_404_is_not_retried_and_batch_goes_on(archive, tmp_path):
     assert len(errors) == 1 and "HTTP 404" in str(errors[0])
     assert maps_url(missing, archive.base_url) in str(errors[0])
     assert paths == [tmp_path / maps_filename(GOOD)]
+
+
+def test_404_says_the_file_is_not_on_the_archive(archive, tmp_path):
+    """A 404 names the plate-ifu and the URL and does not blame the network (issue 11, row 11)."""
+    missing = "99999-9998"
+    _, errors = download_maps([missing], tmp_path, base_url=archive.base_url, retries=3, timeout_s=5)
+    msg = str(errors[0])
+    assert "not on the archive" in msg and missing in msg and maps_url(missing, archive.base_url) in msg
+    assert "network" not in msg.replace("the network is fine", "")
+    assert "check the network" not in msg
+
+
+def test_killed_download_leaves_a_temp_that_the_next_run_sweeps(archive, tmp_path):
+    """A real SIGKILL of a download mid-transfer; the next download_maps removes its temp file (row 2)."""
+    script = (
+        "import sys; from lensml.data.download import download_file, maps_url; "
+        f"download_file(maps_url({HANG!r}, sys.argv[1]), sys.argv[2], timeout_s=60, retries=1)"
+    )
+    dest = tmp_path / maps_filename(HANG)
+    before = archive.hits[HANG]
+    proc = subprocess.Popen([sys.executable, "-c", script, archive.base_url, str(dest)])
+    try:
+        deadline = time.time() + 60  # wait until the transfer is under way (temp file open, request served)
+        while (archive.hits[HANG] == before or not any(tmp_path.iterdir())) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        archive.release.set()
+    temps = [p.name for p in tmp_path.iterdir()]
+    assert len(temps) == 1 and temps[0].startswith(f".{dest.name}.") and ".tmp" in temps[0], temps
+    paths, errors = download_maps([GOOD], tmp_path, base_url=archive.base_url, retries=1, timeout_s=5)
+    assert not errors and _no_leftovers(tmp_path) == [maps_filename(GOOD)]
+
+
+def test_downloaded_file_follows_the_umask(archive, tmp_path):
+    old = os.umask(0o002)
+    try:
+        paths, _ = download_maps([GOOD], tmp_path, base_url=archive.base_url, retries=1, timeout_s=5)
+    finally:
+        os.umask(old)
+    assert paths[0].stat().st_mode & 0o777 == 0o664
 
 
 def test_unreachable_archive_fails_fast_and_stops_batch(tmp_path):
