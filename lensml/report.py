@@ -306,7 +306,9 @@ def _findings(r: Report) -> None:
             + "."
         )
     sig = r.s.get("signal")
-    if sig:
+    if sig and sig["signal"].get("version") == 2:
+        lines.append(_signal_v2_finding(sig["signal"]))
+    elif sig:
         nominal = sig["signal"]["noise"].get("nominal")
         if nominal:
             ratios = [
@@ -491,6 +493,9 @@ def _signal(r: Report) -> None:
     if not s:
         return
     res = s["signal"]
+    if res.get("version") == 2:
+        _signal_v2(r, res)
+        return
     r.add("## Signal: how much does a subhalo change each channel? (ideal observer)\n")
     r.add(
         f"Same draw rendered with and without its subhalo (noiseless), perturbation divided by the per-pixel "
@@ -553,6 +558,50 @@ def _signal(r: Report) -> None:
             "modestly, "
             "at this noise model.\n"
         )
+
+
+def _q(m: Mapping[str, Any]) -> str:
+    return f"{m['median']:.3g} [{m['p10']:.2g}, {m['p90']:.2g}]"
+
+
+def _signal_v2(r: Report, res: Mapping[str, Any]) -> None:
+    """The ideal-observer tables with the line-width velocity noise and the velocity-floor sweep."""
+    floors = list(next(iter(res["noise"].values()))["bins"][0]["velocity"])
+    r.add("## Signal: how much does a subhalo change each channel? (ideal observer)\n")
+    r.add(
+        "Same draw rendered with and without its subhalo (noiseless), perturbation divided by the per-pixel "
+        "noise sigma (flux: Poisson + background; velocity: line-centroid error kappa sigma_line / SNR_pix "
+        f"with a floor of {', '.join(floors)} km/s, `lensml/sim/velocity_noise.py`); {res['n_per_bin']} test "
+        "draws per mass bin. `S/N` = matched-filter sqrt(sum (delta/sigma)^2): what an observer who knew the "
+        "unperturbed image could reach (nothing marginalised); `gain` = sqrt(S/N_f^2 + S/N_v^2) / S/N_f, "
+        "what the velocity channel adds to the flux. Medians [10th, 90th percentiles].\n"
+    )
+    for noise, block in res["noise"].items():
+        header = ["M200 bin [M_sun]", "flux S/N", *(f"velocity S/N, floor {f}" for f in floors)]
+        header += [f"gain, floor {f}" for f in floors]
+        rows = [
+            [f"{b['mass_bin']:.0e}", _q(b["flux_snr"])]
+            + [_q(b["velocity"][f]["velocity_snr"]) for f in floors]
+            + [_q(b["velocity"][f]["gain"]) for f in floors]
+            for b in block["bins"]
+        ]
+        r.add(f"**noise={noise}**\n\n" + md_table(header, rows) + "\n")
+    nominal = res["noise"].get("nominal") or next(iter(res["noise"].values()))
+    r.fig("signal.png", plots.signal_floors_figure(nominal["bins"]), "matched-filter S/N per channel vs mass")
+
+
+def _signal_v2_finding(res: Mapping[str, Any]) -> str:
+    nominal = res["noise"].get("nominal") or next(iter(res["noise"].values()))
+    floors = list(nominal["bins"][0]["velocity"])
+    parts = []
+    for f in floors:
+        g = [b["velocity"][f]["gain"]["median"] for b in nominal["bins"]]
+        parts.append(f"x{min(g):.2f}–{max(g):.2f} at a {f} km/s floor")
+    return (
+        "\n**How much could velocity add in principle?** An ideal observer who knows the unperturbed image "
+        "(nominal noise, line-width velocity errors) gains a median factor " + ", ".join(parts) + " in S/N "
+        "over flux alone (section *Signal*). The gain is set by the velocity floor, not by the subhalo mass."
+    )
 
 
 def _examples(r: Report) -> None:

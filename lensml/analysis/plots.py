@@ -247,6 +247,25 @@ def signal_figure(sig: Mapping[str, Any]) -> plt.Figure:
     return fig
 
 
+def signal_floors_figure(bins: Sequence[Mapping[str, Any]]) -> plt.Figure:
+    """Median matched-filter S/N vs mass: flux, and velocity for each velocity-error floor (signal v2)."""
+    fig, ax = plt.subplots(figsize=(4.4, 3.2), dpi=DPI)
+    x = [np.log10(float(b["mass_bin"])) for b in bins]
+    ax.plot(x, [b["flux_snr"]["median"] for b in bins], "-o", color="tab:blue", label="flux")
+    floors = list(bins[0]["velocity"])
+    reds = plt.cm.Reds(np.linspace(0.9, 0.45, len(floors)))
+    for f, col in zip(floors, reds, strict=True):
+        med = [b["velocity"][f]["velocity_snr"]["median"] for b in bins]
+        ax.plot(x, med, "-s", color=col, ms=3, label=f"velocity, floor {f} km/s")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("log10 subhalo M200 [M_sun]")
+    ax.set_ylabel("matched-filter S/N (median)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
     """Validation AUC after each epoch for every run (colour = variant)."""
     fig, ax = plt.subplots(figsize=(4.4, 3.0), dpi=DPI)

@@ -148,6 +148,13 @@ def test_signal_grows_with_mass(root: Path) -> None:
     assert all(b > a for a, b in zip(snr, snr[1:]))
     low = s["signal"]["noise"]["low_snr"]["bins"]
     assert all(lo["flux_snr"]["median"] < b["flux_snr"]["median"] for lo, b in zip(low, bins))
+    # the velocity floor sweep: a lower floor never gives a smaller velocity S/N
+    for b in bins:
+        v = b["velocity"]
+        assert set(v) == {"3", "10", "25"}
+        assert v["3"]["velocity_snr"]["median"] >= v["10"]["velocity_snr"]["median"]
+        assert v["10"]["velocity_snr"]["median"] >= v["25"]["velocity_snr"]["median"]
+        assert v["3"]["gain"]["median"] >= 1.0
 
 
 def test_evaluate_cli_scores_checkpoints_under_a_condition(root: Path, tmp_path: Path) -> None:
