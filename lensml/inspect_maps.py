@@ -1,4 +1,8 @@
-"""``python -m lensml.inspect_maps maps=<file or dir> out_dir=<dir>``: quality summary of MaNGA MAPS files."""
+"""``python -m lensml.inspect_maps maps=<file or dir> out_dir=<dir>``: quality summary of MaNGA MAPS files.
+
+Exit status: 0 when every file was read (usable or not: that is the table's verdict); 1 when any file is
+unreadable (the summary still lists every file, the bad ones with status ``error``); 2 for a bad config value.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from lensml.errors import LensmlError
 
 
 def run(cfg: DictConfig) -> int:
-    """Inspect every file of ``cfg.maps``; returns the exit status (1 for a single unreadable file)."""
+    """Inspect every file of ``cfg.maps``; returns the exit status (1 if any file is unreadable)."""
     try:
         files = resolve_maps_target(cfg.maps)
         criteria = UsableCriteria(**OmegaConf.to_container(cfg.criteria, resolve=True))
@@ -36,7 +40,7 @@ def run(cfg: DictConfig) -> int:
     n_usable = sum(r["usable"] is True for r in rows)
     print(f"inspect_maps: {len(rows)} files, {n_usable} usable, {len(bad)} unreadable")
     print(f"  {csv_path}\n  {index_path}")
-    return 0
+    return 1 if bad else 0
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="inspect_maps")

@@ -1,4 +1,8 @@
-"""``python -m lensml.prepare_sources maps=<file or dir> out_dir=<dir>``: MAPS files -> source tensors."""
+"""``python -m lensml.prepare_sources maps=<file or dir> out_dir=<dir>``: MAPS files -> source tensors.
+
+Exit status: 0 when every file was prepared; 1 when any file failed (a batch still prepares the others and
+names each failure on stderr); 2 for a bad config value.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> int:
-    """Prepare every file of ``cfg.maps``; returns the exit status (0 if at least one source was written)."""
+    """Prepare every file of ``cfg.maps``; returns the exit status (1 if any file failed)."""
     try:
         files = resolve_maps_target(cfg.maps)
     except LensmlError as exc:
@@ -44,7 +48,7 @@ def run(cfg: DictConfig) -> int:
     for msg in failed:
         print(f"skipped: {msg}", file=sys.stderr)
     print(f"prepare_sources: {len(written)} written to {cfg.out_dir}, {len(failed)} failed")
-    return 0 if written else 1
+    return 1 if failed or not written else 0
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare_sources")

@@ -60,7 +60,7 @@ def test_prepare_sources_batch_goes_on(tmp_path):
     (maps_dir / "manga-99999-1902-MAPS-HYB10-MILESHC-MASTARHC2.fits.gz").write_bytes(b"\x1f\x8bbroken")
     write_synthetic_maps(maps_dir / "manga-99999-1903-MAPS-X.fits.gz", lines=["Hb-4862", "NII-6585"])
     proc = _run("prepare_sources", "maps=maps", "out_dir=out", "previews=false", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the good file is written, but a script must notice the failures
     written = sorted(p.name for p in (tmp_path / "out").glob("source_tensor_*.npy"))
     assert written == ["source_tensor_99999-1901.npy"]
     skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped: ")]
@@ -76,7 +76,7 @@ def test_inspect_maps_dir_with_bad_file(tmp_path, real_maps_path):
     write_synthetic_maps(maps_dir / "manga-99999-1904-MAPS-P.fits.gz", patchy=0.7)
     (maps_dir / "manga-99999-1905-MAPS-BAD.fits").write_text("junk")
     proc = _run("inspect_maps", "maps=maps", "out_dir=q", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # one unreadable file: exit 1, the summary lists all three
     assert "inspect_maps:" in proc.stderr and "3/3" in proc.stderr  # tqdm bar
     with open(tmp_path / "q" / "maps_quality_summary.csv") as fh:
         rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
@@ -87,6 +87,21 @@ def test_inspect_maps_dir_with_bad_file(tmp_path, real_maps_path):
     index = (tmp_path / "q" / "usable_maps_index.txt").read_text().splitlines()
     assert [Path(p).name for p in index] == [real_maps_path.name]
     assert "bad file:" in proc.stderr
+
+
+@pytest.mark.parametrize("module", ["prepare_sources", "inspect_maps"])
+def test_batch_with_one_bad_file_exits_1_and_all_good_exits_0(tmp_path, module):
+    """Scripts notice a failed file: exit 1 with one bad + one good file, 0 when all are good (row 5)."""
+    maps_dir = tmp_path / "maps"
+    write_synthetic_maps(maps_dir / "manga-99999-1901-MAPS-HYB10-MILESHC-MASTARHC2.fits.gz")
+    extra = ["previews=false"] if module == "prepare_sources" else []
+    good = _run(module, "maps=maps", "out_dir=out", *extra, cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    (maps_dir / "manga-99999-1902-MAPS-HYB10-MILESHC-MASTARHC2.fits.gz").write_bytes(b"\x1f\x8bbroken")
+    bad = _run(module, "maps=maps", "out_dir=out2", *extra, cwd=tmp_path)
+    assert bad.returncode == 1, bad.stderr
+    assert "99999-1902" in bad.stderr and "Traceback" not in bad.stderr
+    assert "1 failed" in bad.stdout or "1 unreadable" in bad.stdout
 
 
 def test_inspect_maps_single_missing_file(tmp_path):
