@@ -194,3 +194,24 @@ def test_errors_name_the_keys() -> None:
         subhalo_kwargs("TNFW", MASSES, Z_L, Z_S, concentration="moline17")
     with pytest.raises(ConfigError, match="subhalo.tau_trunc"):
         subhalo_kwargs("TNFW", MASSES, Z_L, Z_S, tau_trunc=np.array([1.0, -1.0, 1.0, 1.0]))
+
+
+def test_strongly_truncated_tnfw_deflection_matches_lenstronomy() -> None:
+    """tau from 0.03 to 2 (the isothermal depth prior gives tau < 1): the torch TNFW against lenstronomy."""
+    import torch
+
+    from lensml.sim.backends.torch_lens import PROFILES
+
+    tau = np.array([0.03, 0.3, 1.0, 2.0])
+    kw = subhalo_kwargs("TNFW", MASSES, Z_L, Z_S, tau_trunc=tau, center_x=0.1, center_y=-0.2)
+    g = np.linspace(-1.0, 1.0, 41)
+    x, y = np.meshgrid(g, g)
+    ax, ay = PROFILES["TNFW"](
+        torch.as_tensor(x)[None].expand(4, 41, 41),
+        torch.as_tensor(y)[None].expand(4, 41, 41),
+        **{k: torch.as_tensor(v) for k, v in kw.items()},
+    )
+    for i in range(4):
+        rx, ry = LensModel(["TNFW"]).alpha(x, y, [{k: float(v[i]) for k, v in kw.items()}])
+        np.testing.assert_allclose(ax[i].numpy(), rx, atol=1e-10, rtol=1e-7)
+        np.testing.assert_allclose(ay[i].numpy(), ry, atol=1e-10, rtol=1e-7)
