@@ -25,6 +25,14 @@ from lensml.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+#: x-axis label of the per-mass-bin plot by the runs' ``metrics.mass_key``
+MASS_LABELS: dict[str, str] = {
+    "mass_msun": "subhalo $M_{200}$",
+    "m_trunc_msun": "subhalo mass inside $r_t$",
+    "m_proj_1kpc_msun": "projected subhalo mass within 1 kpc",
+    "m_proj_0p1arcsec_msun": 'projected subhalo mass within 0.1"',
+}
+
 
 def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """All ``metrics.json`` below ``sweep_dir`` (each dict gets ``_path``), sorted by path."""
@@ -125,6 +133,12 @@ def format_table(rows: list[dict[str, Any]]) -> tuple[str, str]:
     return "\n".join(md) + "\n", buf.getvalue()
 
 
+def mass_axis_label(mass_keys: set[str]) -> str:
+    """x label of ``auc_vs_mass.png``: the binning mass when all plotted runs used the same one."""
+    what = MASS_LABELS.get(next(iter(mass_keys)), "subhalo mass") if len(mass_keys) == 1 else "subhalo mass"
+    return what + r" [$M_\odot$]"
+
+
 def plot_vs_mass(rows: list[dict[str, Any]], keys: list[str], metric: str, split: str, path: Path) -> Path:
     """Headline metric against subhalo mass, one line per model (and per other non-mass setting)."""
     import matplotlib
@@ -135,6 +149,7 @@ def plot_vs_mass(rows: list[dict[str, Any]], keys: list[str], metric: str, split
     fig, ax = plt.subplots(figsize=(5.5, 4))
     lines: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     mass_key = "subhalo.mass_bin"
+    binned_by: set[str] = set()  # metrics.mass_key of the runs whose per-mass-bin metrics are plotted
     for r in rows:
         label = ", ".join(f"{r[k]}" if k == "model" else f"{k}={r[k]}" for k in keys if k != mass_key)
         if mass_key in keys and r.get(mass_key):
@@ -144,6 +159,7 @@ def plot_vs_mass(rows: list[dict[str, Any]], keys: list[str], metric: str, split
         else:  # per-mass-bin metrics of each run, averaged over the group's runs
             by_bin: dict[float, list[float | None]] = defaultdict(list)
             for m in r["_members"]:
+                binned_by.add(str((m.get(split) or {}).get("mass_key", "mass_msun")))
                 for name, e in ((m.get(split) or {}).get("per_mass_bin") or {}).items():
                     if e.get("n_pos"):
                         by_bin[float(name)].append(e.get(metric))
@@ -156,7 +172,7 @@ def plot_vs_mass(rows: list[dict[str, Any]], keys: list[str], metric: str, split
         x, y, e = (np.array(v) for v in zip(*pts))
         ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=label)
     ax.set_xscale("log")
-    ax.set_xlabel(r"subhalo mass [$M_\odot$]")
+    ax.set_xlabel(mass_axis_label(binned_by))
     ax.set_ylabel(f"{split} {metric}")
     ax.grid(alpha=0.3)
     if lines:

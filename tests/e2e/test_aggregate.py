@@ -47,3 +47,11 @@ def test_missing_dir_is_a_clear_error(tmp_path):
 
     with pytest.raises(DataError, match="no metrics.json"):
         main([str(tmp_path)])
+
+
+def test_mass_axis_names_the_binning_mass():
+    from lensml.aggregate import mass_axis_label
+
+    assert "1 kpc" in mass_axis_label({"m_proj_1kpc_msun"})
+    assert "M_{200}" in mass_axis_label({"mass_msun"})
+    assert mass_axis_label({"mass_msun", "m_trunc_msun"}).startswith("subhalo mass [")
