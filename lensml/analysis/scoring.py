@@ -31,11 +31,13 @@ from lensml.data.cache import cache_config, config_hash, physics_config
 from lensml.data.channels import InputNorm, n_channels
 from lensml.data.dataset import LensDataset
 from lensml.errors import ConfigError, DataError
+from lensml.sim.simulator import SUBHALO_METADATA_KEYS
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-RAW_KEYS = ("label", "mass_msun", "sub_x_arcsec", "sub_y_arcsec", "source_id")
+#: raw sample keys kept beside the probabilities (subhalo masses, tau and c200: studies can bin by any mass)
+RAW_KEYS = ("label", "mass_msun", *SUBHALO_METADATA_KEYS, "sub_x_arcsec", "sub_y_arcsec", "source_id")
 
 
 def compose_train_config(overrides: Sequence[str], run_dir: str | Path = ".") -> DictConfig:
@@ -254,8 +256,9 @@ def score_runs(
 
     The physics config of a run under the condition is composed from its physics overrides (shared by all
     runs that differ only in model, channels, network seed or training settings); the network and its input
-    encoding come from the run's own config. Returns ``run name -> {probs, label, mass_msun, sub_x_arcsec,
-    sub_y_arcsec, arc_distance_arcsec, arc_flux_frac, source_id, data_key}``.
+    encoding come from the run's own config. Returns ``run name -> {probs, label, mass_msun, the subhalo
+    metadata (SUBHALO_METADATA_KEYS), sub_x_arcsec, sub_y_arcsec, arc_distance_arcsec, arc_flux_frac,
+    source_id, data_key}``.
     """
     rendered: dict[str, dict[str, np.ndarray]] = {}
     physics: dict[tuple[str, ...], DictConfig] = {}
