@@ -6,12 +6,16 @@ Physics groups (source, lens, subhalo, noise, instrument, sim) are validated by
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from lensml.data.channels import CHANNEL_MODES, InputNorm, check_streams
 from lensml.errors import ConfigError
+from lensml.paths import CONF_DIR
 
 MODELS_STREAMS = {1, 2}
 
@@ -99,13 +103,90 @@ def check_metrics(cfg: DictConfig) -> None:
         raise ConfigError(f"metrics.mass_edges_log10={edges!r} must be >= 2 increasing numbers, e.g. [7,8,9]")
 
 
-def check_train_config(cfg: DictConfig) -> None:
-    """Validate every ML key used by ``lensml.train`` (raises ``ConfigError`` naming the key)."""
+#: config nodes that ``lensml.train`` instantiates with every key as a keyword argument
+INSTANTIATED = ("data", "model.net", "model.optimizer", "model.module", "trainer", "logger")
+
+
+def check_known_keys(cfg: DictConfig, key: str) -> None:
+    """Every key of node ``key`` must be a parameter of its ``_target_`` (``+data.n_trian=5`` is refused).
+
+    Nodes whose target takes ``**kwargs``, or that have no importable target, are left alone.
+    """
+    node = _get(cfg, key)
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str):
+        return
+    try:
+        from hydra.utils import get_object
+
+        obj = get_object(target)
+        params = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
+    except Exception:  # unknown target / no signature: instantiate reports it
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [name for name in params if name != "self"]
+    shown = sorted(n for n in allowed if params[n].default is not inspect.Parameter.empty)
+    for k in node:
+        if str(k).startswith("_") or k in allowed:
+            continue
+        close = difflib.get_close_matches(str(k), allowed, n=1)
+        hint = f"did you mean {key}.{close[0]}? " if close else ""
+        raise ConfigError(
+            f"{key}.{k} is not a key of {key} ({target.rsplit('.', 1)[-1]}); {hint}"
+            f"remove it or fix its spelling (known: {', '.join(shown)})"
+        )
+
+
+def model_config_names() -> list[str]:
+    """Names of the model configs in ``conf/model/``."""
+    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+def _net_target(name: str) -> str | None:
+    """``net._target_`` of ``conf/model/<name>.yaml``, following its defaults (dual_stream -> baseline)."""
+    node = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    target = OmegaConf.select(node, "net._target_")
+    if target is None:
+        parents = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+        return _net_target(parents[0]) if parents else None
+    return str(target)
+
+
+def check_model_name(cfg: DictConfig, choices: Mapping[str, str] | None = None) -> None:
+    """``model.name`` is the model group's choice (metrics and summaries report it); it cannot be renamed.
+
+    Under ``@hydra.main`` it must equal the choice (``model=...``); otherwise one of ``conf/model/``.
+    """
+    name = _get(cfg, "model.name")
+    choice = (choices or {}).get("model")
+    if choice is not None and name == choice:
+        return
+    net = _get(cfg, "model.net._target_")
+    if choice is None and name in model_config_names() and _net_target(name) == net:
+        return
+    what = f"the model config chosen is model={choice}" if choice else f"conf/model/: {model_config_names()}"
+    raise ConfigError(
+        f"model.name={name!r} does not name the network being trained ({what}); model.name is set by the "
+        "model config: choose the network with model=<name> and leave model.name alone"
+    )
+
+
+def check_train_config(cfg: DictConfig, choices: Mapping[str, str] | None = None) -> None:
+    """Validate every ML key used by ``lensml.train`` (raises ``ConfigError`` naming the key).
+
+    ``choices``: Hydra's config-group choices of the run (``HydraConfig.get().runtime.choices``), if any.
+    """
     _int(cfg, "seed", 0)
     check_data(cfg)
     check_model(cfg)
     check_trainer(cfg)
     check_logger(cfg)
     check_metrics(cfg)
+    check_model_name(cfg, choices)
+    for key in INSTANTIATED:
+        check_known_keys(cfg, key)
+    for name in _get(cfg, "callbacks") or {}:
+        check_known_keys(cfg, f"callbacks.{name}")
     if _get(cfg, "test_ckpt") not in ("best", "last"):
         raise ConfigError(f"test_ckpt={_get(cfg, 'test_ckpt')!r} must be best or last")
