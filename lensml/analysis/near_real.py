@@ -25,7 +25,7 @@ import torch
 
 from lensml.analysis.scoring import Run, compose_train_config, load_net
 from lensml.atomic_io import save_npz
-from lensml.data.channels import stack_channels
+from lensml.data.channels import InputNorm, stack_channels
 from lensml.paths import shared_manga_dir
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def masses(spec: dict[str, Any]) -> list[float]:
 
 def noisy_inputs(maps: dict[str, np.ndarray], cfg: Any, n_noise: int, seed: int) -> dict[str, np.ndarray]:
     """``n_noise`` noise realisations (B, N, N) of one noiseless render (realisation k: seed (seed, k))."""
-    from lensml.sim.instrument import add_noise, noise_keys
+    from lensml.sim.instrument import add_noise, noise_keys, observed_mask, reported_sigmas
     from lensml.sim.priors import quantile
     from lensml.sim.simulator import TEMPLATE_SIGMA0_KMS, _instrument, _noise
     from lensml.sim.velocity_noise import line_sigma_kms
@@ -157,7 +157,10 @@ def noisy_inputs(maps: dict[str, np.ndarray], cfg: Any, n_noise: int, seed: int)
     sigma0 = cfg.source.get("template_sigma0_kms", TEMPLATE_SIGMA0_KMS)  # the cases are MaNGA templates
     line = line_sigma_kms(sigma0, _instrument(dict(cfg.instrument)).resolving_power)
     flux, vel = add_noise(rep["flux"], rep["velocity"], rep["mask"], noise, keys, line, snr)
-    return {"flux": flux, "velocity": vel, "mask": rep["mask"]}
+    # the mask the velocity was cut with (observed: from the noisy flux), and the reported error maps
+    mask = observed_mask(flux, noise.mask_frac_of_peak) if noise.mask_from == "observed" else rep["mask"]
+    sigma_v, sigma_f = reported_sigmas(flux, noise, line, snr)
+    return {"flux": flux, "velocity": vel, "mask": mask, "sigma_v_kms": sigma_v, "flux_sigma": sigma_f}
 
 
 @torch.no_grad()
@@ -222,12 +225,19 @@ def run_near_real(
                 net = load_net(run, cfg)
                 mode = str(cfg.data.channels)
                 for c in cases:
+                    norm = InputNorm.from_cfg(cfg.data)
                     x = stack_channels(
                         mode,
                         noisy[c]["flux"],
                         noisy[c]["velocity"],
-                        float(cfg.data.velocity_scale_kms),
-                        float(cfg.data.flux_quantile),
+                        norm.velocity_scale_kms,
+                        norm.flux_quantile,
+                        mask=noisy[c]["mask"],
+                        sigma_v_kms=noisy[c]["sigma_v_kms"],
+                        flux_sigma=noisy[c]["flux_sigma"],
+                        flux_norm=norm.flux_norm,
+                        flux_snr_scale=norm.flux_snr_scale,
+                        sigma_v_ref_kms=norm.sigma_v_ref_kms,
                     )
                     with torch.no_grad():
                         probs[c].append(torch.softmax(net(torch.from_numpy(x)), 1)[:, 1].numpy())
@@ -235,8 +245,8 @@ def run_near_real(
                         occ_masses is None or any(c.endswith(f"_{m:.0e}") for m in occ_masses)
                     ):
                         sets = {"all": list(range(x.shape[1]))}
-                        if x.shape[1] == 2:
-                            sets.update(flux=[0], velocity=[1])
+                        if x.shape[1] >= 2 and mode.startswith("flux_"):  # flux first, velocity side after
+                            sets.update(flux=[0], velocity=list(range(1, x.shape[1])))
                         for tag, chans in sets.items():
                             occ.setdefault(f"{c}__{tag}", []).append(
                                 occlusion(net, x[:n_occ], patch, stride, chans)
