@@ -31,8 +31,9 @@ key                dtype, shape   meaning
 ``peak_snr``       float64 B      the sample's drawn peak S/N (prior ``noise.peak_snr``); inf: no Poisson
 ``m_trunc_msun``   float64 B      subhalo 3D mass inside its truncation radius (M_sun; NFW, SIS: M200); 0 if
                                   none
-``m_proj_1kpc_msun``  float64 B   subhalo projected mass in a cylinder of radius 1 kpc (M_sun); 0 if none
-``m_proj_0p1arcsec_msun`` f64 B   idem within 0.1 arcsec (``lensml.sim.subhalo.subhalo_masses``); 0 if none
+``m_proj_*``       float64 B      ``m_proj_1kpc_msun``, ``m_proj_0p1arcsec_msun``: subhalo projected mass in a
+                                  cylinder of radius 1 kpc, 0.1 arcsec (M_sun); 0 if none (all subhalo masses:
+                                  ``lensml.sim.subhalo.subhalo_masses``, docs/lens_physics.md)
 ``tau_trunc``      float64 B      r_trunc / r_s of the TNFW subhalo; NaN if none or not truncated (NFW, SIS)
 ``c200``           float64 B      concentration r200 / r_s of the NFW/TNFW subhalo; NaN if none or SIS
 =================  =============  ==========================================================================
