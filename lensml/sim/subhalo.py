@@ -4,15 +4,16 @@ Mass definition (all profiles): ``mass_msun`` is **M200**, the mass inside r200,
 mean density is 200 times the critical density of the universe at the lens redshift, rho_crit(z_lens), in
 physical M_sun (no little h): M200 = 200 rho_crit(z_l) 4/3 pi r200^3.
 
-- 'NFW' / 'TNFW': Navarro-Frenk-White halo with concentration c = r200 / r_s. Default relation: Duffy et al.
-  (2008, MNRAS 390, L64), Table 1, NFW, M200 (critical), full sample, 0 < z < 2:
-  c = 5.71 (M200 / (2e12 M_sun/h))^-0.084 (1 + z_l)^-0.47. It was fitted to haloes of 1e11-1e15 M_sun/h, so at
-  subhalo masses (1e7-1e10 M_sun) it is an extrapolation; pass a number to fix c instead. Conversion to
-  (Rs, alpha_Rs) as ``lenstronomy.Cosmo.lens_cosmo.LensCosmo.nfw_physical2angle``.
+- 'NFW' / 'TNFW': Navarro-Frenk-White halo with concentration c = r200 / r_s (``CONCENTRATIONS``):
+  'duffy08', Duffy et al. (2008, MNRAS 390, L64), Table 1, NFW, M200 (critical), full sample, 0 < z < 2:
+  c = 5.71 (M200 / (2e12 M_sun/h))^-0.084 (1 + z_l)^-0.47, fitted to haloes of 1e11-1e15 M_sun/h (so an
+  extrapolation at subhalo masses); 'moline17', the subhalo relation of Moliné et al. (2017), which depends on
+  the subhalo's 3D distance from the host's centre; or a number. Conversion to (Rs, alpha_Rs) as
+  ``lenstronomy.Cosmo.lens_cosmo.LensCosmo.nfw_physical2angle``.
 - 'TNFW': the same NFW halo truncated as in Baltz, Marshall & Oguri (2009), rho_NFW r_t^2 / (r^2 + r_t^2),
-  with r_trunc = tau * Rs. Default tau = 5 (a modelling choice: tidally stripped subhaloes are truncated at a
-  few scale radii; tune with ``subhalo.tau_trunc``). alpha_Rs keeps the untruncated NFW normalisation
-  (lenstronomy).
+  with r_trunc = tau * Rs: truncation 'fixed' (tau = ``tau_trunc``, 5 by default) or 'tidal' (the Jacobi
+  radius in the host, ``lensml.sim.subhalo_tidal``). alpha_Rs keeps the untruncated NFW normalisation
+  (lenstronomy). The config defaults and why: docs/lens_physics.md.
 - 'SIS': singular isothermal sphere with the same M200: r200 from M200 = 200 rho_crit(z_l) 4/3 pi r200^3,
   M(<r) = 2 sigma_v^2 r / G  =>  sigma_v^2 = G M200 / (2 r200), and theta_E = 4 pi (sigma_v / c)^2 D_ls / D_s
   (as ``LensCosmo.sis_sigma_v2theta_E``).
@@ -73,7 +74,7 @@ def concentration_duffy08(mass_msun: float | np.ndarray, z_lens: float, h: float
 def concentration_moline17(mass_msun: float | np.ndarray, x_sub: float | np.ndarray, h: float) -> np.ndarray:
     """Moliné et al. (2017, MNRAS 466, 4974) eq. 6, subhalo c200(M200, x_sub) at z = 0 (VL-II + ELVIS fit):
     c0 [1 + sum_{i=1..3} (a_i log10(M200 / (1e8 M_sun/h)))^i] [1 + b log10 x_sub], x_sub = r3D / R_host,
-    clipped to [1e-3, 1] (the fit covers subhaloes inside the host; beyond, c stays at its x_sub = 1 value)."""
+    clipped to [1e-3, 1] (the fit covers subhaloes inside the host; beyond, c keeps its x_sub = 1 value)."""
     p = _MOLINE17
     log_m = np.log10(np.asarray(mass_msun, dtype=np.float64) * h / p["M_pivot_msun_h"])
     series = 1.0 + sum((a * log_m) ** (i + 1) for i, a in enumerate(p["a"]))
