@@ -4,10 +4,16 @@ W&B policy: if the user has not set ``WANDB_MODE``, lensml sets ``WANDB_MODE=off
 the network (no key and no network are fine); the run is written to ``<run dir>/wandb/offline-run-*`` and can
 be uploaded later with ``wandb sync <that dir>``. ``WANDB_SILENT`` is set (unless set) and
 ``WANDB_DIR`` points at the run dir.
+
+CSV logger on resume: Lightning's ``CSVLogger`` deletes ``metrics.csv`` when it starts;
+``keep_earlier_csv_rows`` puts the earlier rows back and ``drop_replayed_rows`` removes those of the epochs
+the resumed run logged again, so the file holds the whole run once.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 from pathlib import Path
@@ -84,3 +90,65 @@ def log_wandb_panels(
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     lo, hi = np.nanpercentile(img, [1, 99])
     return (np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype(np.uint8)
+
+
+def keep_earlier_csv_rows(logger: Any) -> tuple[Path, int] | None:
+    """On resume, keep the rows already in ``<csv dir>/metrics.csv`` (Lightning's CSVLogger deletes the file).
+
+    Writes them back at once, so a second kill loses nothing either; returns (path, number of earlier rows)
+    for ``drop_replayed_rows``, or None (not a CSV logger, no earlier file, or not rank 0).
+    """
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+    from pytorch_lightning.loggers import CSVLogger
+
+    if not isinstance(logger, CSVLogger) or rank_zero_only.rank != 0:
+        return None
+    path = Path(logger.log_dir) / "metrics.csv"
+    rows = _read_csv_rows(path)
+    if not rows:
+        return None
+    writer = logger.experiment  # creating the writer deletes the file
+    writer.metrics = rows
+    writer.save()
+    return path, len(rows)
+
+
+def drop_replayed_rows(path: Path, n_earlier: int) -> int:
+    """Remove earlier rows of the epochs the resumed run logged again (one row set per epoch); return kept.
+
+    An earlier row is kept if its epoch is before the first epoch the resumed run logged (rows without an
+    epoch: if their step is before the resumed run's first step).
+    """
+    from lensml.atomic_io import write_text
+
+    rows = _read_csv_rows(path)
+    earlier, new = rows[:n_earlier], rows[n_earlier:]
+    first_epoch = min((e for r in new if (e := _num(r.get("epoch"))) is not None), default=float("inf"))
+    first_step = min((s for r in new if (s := _num(r.get("step"))) is not None), default=float("inf"))
+
+    def before(r: dict[str, str]) -> bool:
+        e = _num(r.get("epoch"))
+        return e < first_epoch if e is not None else (_num(r.get("step")) or 0.0) < first_step
+
+    kept = [r for r in earlier if before(r)]
+    fields = sorted(set().union(*(r.keys() for r in kept + new))) if kept + new else []
+    buf = io.StringIO()
+    out = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    out.writeheader()
+    out.writerows(kept + new)
+    write_text(path, buf.getvalue())
+    return len(kept)
+
+
+def _read_csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [dict(r) for r in csv.DictReader(fh)]
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

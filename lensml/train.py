@@ -5,7 +5,9 @@ best checkpoint on val and test and writes into the run dir:
 ``metrics.json`` (final val/test metrics, overall and per mass bin), ``test_predictions.npz`` (probs,
 labels, mass_msun, sub_x/y_arcsec, index, source_id), ``checkpoints/{best-*,last}.ckpt``,
 ``resolved_config.yaml`` and the logger's files. ``run(cfg)`` does the same for a composed config (used
-by studies and tests).
+by studies and tests). Before any training step it checks every config key (unknown keys included) and, with
+``data=cache``, the sha256 of every shard the run reads; a resumed run keeps the earlier rows of
+``csv/metrics.csv``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,16 @@ from lensml.analysis.bootstrap import bootstrap_metric
 from lensml.atomic_io import save_npz, write_json, write_text
 from lensml.cli import clean_errors
 from lensml.config_checks import check_train_config
-from lensml.data.cache import physics_config
-from lensml.logging_setup import configure_wandb_env, is_wandb, log_wandb_panels, wandb_run_dir
-from lensml.sim.simulator import build_simulator
+from lensml.data.cache import SPLITS, CacheReader, cache_config, physics_config
+from lensml.logging_setup import (
+    configure_wandb_env,
+    drop_replayed_rows,
+    is_wandb,
+    keep_earlier_csv_rows,
+    log_wandb_panels,
+    wandb_run_dir,
+)
+from lensml.sim.simulator import PHYSICS_GROUPS, build_simulator
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +78,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ``compose("train", overrides=["run_dir=/tmp/run1", "model=baseline"])`` inside ``initialize_config_dir``.
     """
     t0 = time.time()
-    check_train_config(cfg)
+    hydra_info = _hydra_info()
+    check_train_config(cfg, hydra_info["choices"])
     build_simulator(physics_config(cfg))  # physics keys checked now, not later inside a DataLoader worker
+    check_cache(cfg, hydra_info["overrides"])  # every split's shards, before any training step
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -80,18 +91,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     optimizer = instantiate(cfg.model.optimizer)
     module = instantiate(cfg.model.module, _convert_="all")(net=net, optimizer=optimizer)
 
-    logger = None
+    resumed_from = resume_checkpoint(cfg, run_dir)
+    logger, earlier_csv = None, None
     if cfg.get("logger") is not None:
         if "Wandb" in str(cfg.logger._target_):
             configure_wandb_env(run_dir)
         logger = instantiate(cfg.logger)
+        if resumed_from:
+            earlier_csv = keep_earlier_csv_rows(logger)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks
     )
 
-    resumed_from = resume_checkpoint(cfg, run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
 
     ckpt_cb = trainer.checkpoint_callback
@@ -114,7 +127,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "seed": int(cfg.seed),
         "data_seed": int(cfg.data.seed),
         "mass_bin": OmegaConf.select(cfg, "subhalo.mass_bin", default=None),
-        **_hydra_info(),
+        **hydra_info,
         "val": val_metrics,
         "test": module.results.get("test"),
         "epochs_trained": int(trainer.current_epoch),
@@ -129,6 +142,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if module.test_predictions is not None and metrics.get("test"):
         metrics["test"].update(test_intervals(module.test_predictions, int(cfg.seed)))
     if trainer.is_global_zero:
+        if earlier_csv:
+            drop_replayed_rows(*earlier_csv)
         if is_wandb(logger):
             log_wandb_panels(logger, "test", metrics["test"], module.examples)
             metrics["wandb_dir"] = wandb_run_dir(logger)
@@ -139,6 +154,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_json(run_dir / "metrics.json", metrics)
         print(summary(metrics), flush=True)
     return metrics
+
+
+def make_dataset_command(cfg: DictConfig, overrides: list[str]) -> str:
+    """The ``make_dataset`` command that (re-)renders the cache a run with ``overrides`` reads."""
+    keep = (*PHYSICS_GROUPS, "seed", "data.seed", "data.n_train", "data.n_val", "data.n_test")
+    args = [o for o in overrides
+            if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] in PHYSICS_GROUPS
+            or o.lstrip("+~").split("=", 1)[0] in keep]
+    return " ".join(["python -m lensml.make_dataset", *args, f"data.cache_dir={cfg.data.cache_dir}"])
+
+
+def check_cache(cfg: DictConfig, overrides: list[str]) -> None:
+    """``data=cache``: the cache matches the config and every shard the run reads passes its sha256 check.
+
+    Raises ``DataError`` naming the shard and the ``make_dataset`` command that re-renders it.
+    """
+    if cfg.data.mode != "cache":
+        return
+    counts = {s: int(cfg.data[f"n_{s}"]) for s in SPLITS}
+    config = cache_config(physics_config(cfg), int(cfg.data.seed))
+    reader = CacheReader(cfg.data.cache_dir, config, counts, verify=True,
+                         make_cmd=make_dataset_command(cfg, overrides))
+    if cfg.data.get("verify_cache", True):
+        log.info("cache %s: %d shards verified", cfg.data.cache_dir, reader.verify_shards(counts))
 
 
 def test_intervals(preds: dict[str, np.ndarray], seed: int, n_boot: int = 1000) -> dict[str, Any]:

@@ -239,6 +239,8 @@ class CacheReader:
             raise DataError(f"{path} is not valid JSON ({exc}); re-create the cache with {make}") from exc
         if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest; re-create it with {make}")
+        if make_cmd and "shard_size=" not in make_cmd:  # make_dataset refuses another shard size
+            self._make = make = f"`{make_cmd} shard_size={self.manifest.get('shard_size')}`"
         if not self.manifest.get("complete"):
             raise DataError(f"dataset cache {self.dir} is incomplete (generation stopped); finish it: {make}")
         want = config_hash(config)

@@ -170,3 +170,77 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     assert m["test"]["n"] == 30
     with np.load(run / "test_predictions.npz") as z:
         assert sorted(z["index"]) == list(range(30))
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_corrupt_cache_shard_is_refused_before_training(tmp_path, split):
+    """One flipped byte in a train or test shard stops the run before any step, in one line (issue 11)."""
+    from lensml.data.cache import cache_config, generate_cache
+
+    cache = tmp_path / "cache"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["run_dir=.", *FAST[:3]])
+    sim_cfg = physics_config(cfg)
+    generate_cache(build_simulator(sim_cfg), cache_config(sim_cfg, 0), {"train": 64, "val": 32, "test": 32},
+                   cache, shard_size=32)
+    shard = cache / f"{split}_00001.npz" if split == "train" else cache / f"{split}_00000.npz"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    run = tmp_path / "run"
+    p = cli("lensml.train", "model=baseline", "data=cache", "trainer.max_epochs=1", "data.n_train=64",
+            "data.n_val=32", "data.n_test=32", "logger=csv", *FAST[:3], "trainer.enable_progress_bar=false",
+            f"data.cache_dir={cache}", f"hydra.run.dir={run}", cwd=tmp_path, ok=False)  # 1 loader worker
+    assert p.returncode == 2, p.stderr[-3000:]
+    errors = [line for line in p.stderr.splitlines() if line.startswith("lensml: error:")]
+    assert len(errors) == 1, p.stderr[-3000:]
+    assert f"{shard.name} fails its sha256 check" in errors[0]
+    # the command that re-renders it, with this run's physics overrides, sizes, folder and shard size
+    cmd = errors[0].split("`")[1]
+    assert cmd.startswith("python -m lensml.make_dataset ") and "instrument.n_pix=32" in cmd
+    assert f"data.cache_dir={cache}" in cmd and "shard_size=32" in cmd
+    fixed = cli(*cmd.split()[2:], f"hydra.run.dir={tmp_path / 'md'}", cwd=tmp_path)
+    assert "make_dataset" in fixed.stderr and shard.read_bytes() != bytes(data)  # re-rendered
+    assert "Traceback" not in p.stderr and "DataLoader worker" not in p.stderr
+    assert "Epoch 0" not in p.stdout + p.stderr and not (run / "checkpoints").exists()
+
+
+def _csv_epochs(path: Path, key: str) -> list[int]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [int(float(r["epoch"])) for r in csv.DictReader(fh) if r.get(key)]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_keeps_the_whole_csv_log(tmp_path):
+    """SIGKILL a run after >= 2 epochs, resume it: csv/metrics.csv holds every epoch once (issue 11)."""
+    import signal
+    import time
+
+    import torch
+
+    run = tmp_path / "run"
+    args = ["model=baseline", "data.n_train=64", "data.n_val=32", "data.n_test=32", "logger=csv", *FAST,
+            f"hydra.run.dir={run}"]
+    log = run / "csv" / "metrics.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "lensml.train", *args, "trainer.max_epochs=100"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while len(_csv_epochs(log, "val/auc")) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        proc.kill()
+    before = _csv_epochs(log, "val/auc")
+    assert len(before) >= 2, f"the run did not log 2 epochs before the kill: {before}"
+    done = int(torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"])
+    cli("lensml.train", *args, f"trainer.max_epochs={done + 2}", "resume=true", cwd=tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == done + 2
+    # earlier epochs kept, the replayed one once (a later row may come from re-validating the best checkpoint)
+    assert _csv_epochs(log, "val/auc")[: done + 2] == list(range(done + 2))
+    assert sorted(set(_csv_epochs(log, "train/loss_epoch"))) == list(range(done + 2))
