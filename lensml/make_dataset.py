@@ -39,7 +39,7 @@ def make_dataset(cfg: DictConfig, progress_bar: bool = True) -> dict[str, Any]:
         manifest = generate_cache(
             simulator, cache_config(sim_cfg, seed), counts, cfg.data.cache_dir,
             shard_size=shard_size, render_batch=render_batch, overwrite=bool(cfg.overwrite),
-            progress=bar.update,
+            progress=bar.update, on_total=lambda n: setattr(bar, "total", n),
         )
     log.info("cache %s complete: %s (hash %s)", cfg.data.cache_dir, manifest["counts"],
              manifest["config_hash"])

@@ -129,11 +129,13 @@ def generate_cache(
     render_batch: int = 256,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Render ``counts[split]`` samples per split into shards in ``out_dir`` (resumes); return the manifest.
 
     ``config`` is ``cache_config(...)`` (its ``seed`` seeds the samples). ``progress(n)`` is called after
-    each rendered or verified chunk with the number of samples it covered.
+    each rendered or verified chunk with the number of samples it covered; ``on_total(n)`` once with the
+    number of samples the cache will hold (more than requested when a larger cache is kept).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +176,8 @@ def generate_cache(
         "complete": False,
     }
     write_json(manifest_path, manifest)
+    if on_total:
+        on_total(sum(counts.values()))
     shards: dict[str, list[dict[str, Any]]] = {}
     for split in SPLITS:
         entries = []

@@ -244,3 +244,17 @@ def test_resume_after_sigkill_keeps_the_whole_csv_log(tmp_path):
     # earlier epochs kept, the replayed one once (a later row may come from re-validating the best checkpoint)
     assert _csv_epochs(log, "val/auc")[: done + 2] == list(range(done + 2))
     assert sorted(set(_csv_epochs(log, "train/loss_epoch"))) == list(range(done + 2))
+
+
+def test_make_dataset_with_smaller_sizes_keeps_the_finished_cache(tmp_path):
+    """make_dataset 96 then 32 train samples: the 96 stay, no shard re-rendered or dropped (issue 11)."""
+    cache = tmp_path / "cache"
+    common = [*FAST[:3], f"data.cache_dir={cache}", "shard_size=32", "data.n_val=32", "data.n_test=32"]
+    cli("lensml.make_dataset", "data.n_train=96", *common, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    before = {p.name: p.read_bytes() for p in cache.glob("*.npz")}
+    p = cli("lensml.make_dataset", "data.n_train=32", *common, f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["counts"]["train"] == 96
+    assert {p.name: p.read_bytes() for p in cache.glob("*.npz")} == before  # nothing re-rendered or dropped
+    out = p.stdout + p.stderr
+    assert "holds 96 train samples" in out and "overwrite=true" in out and "160/160" in out
