@@ -24,11 +24,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from lensml import __version__
 from lensml.analysis.bootstrap import bootstrap_metric
-from lensml.atomic_io import save_npz, write_json, write_text
+from lensml.atomic_io import file_mode, save_npz, write_json, write_text
 from lensml.cli import clean_errors
 from lensml.config_checks import check_train_config
 from lensml.data.cache import SPLITS, CacheReader, cache_config, physics_config
@@ -43,6 +44,15 @@ from lensml.logging_setup import (
 from lensml.sim.simulator import PHYSICS_GROUPS, build_simulator
 
 log = logging.getLogger(__name__)
+
+
+class UmaskCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer (atomic through fsspec), but the file follows the umask, not 0600."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        super().save_checkpoint(checkpoint, path, storage_options=storage_options)
+        if Path(path).is_file():
+            os.chmod(path, file_mode())
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -102,7 +112,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks
+        cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,
+        plugins=[UmaskCheckpointIO()],
     )
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)

@@ -65,6 +65,11 @@ def test_train_baseline_csv(tmp_path):
     assert m["model"] == "baseline" and m["channels"] == "flux"
     assert "test  ROC AUC" in p.stdout and "val   ROC AUC" in p.stdout
     assert (run / "csv" / "metrics.csv").exists()
+    mask = os.umask(0o022)
+    os.umask(mask)  # written files follow the umask like any other write (issue 11), checkpoints included
+    for path in (run / "metrics.json", run / "test_predictions.npz", run / "checkpoints" / "last.ckpt",
+                 Path(m["best_checkpoint"])):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, f"{path.name}: {oct(path.stat().st_mode)}"
 
 
 def test_train_dual_stream_low_snr_wandb_offline_without_key_or_network(tmp_path):
