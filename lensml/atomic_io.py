@@ -44,13 +44,6 @@ _TEMP_NAME = re.compile(
 _LEGACY_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[A-Za-z0-9]+)?$")
 
 
-def file_mode() -> int:
-    """The mode a new file gets from ``open()``: ``0o666 & ~umask`` (the umask is read, then restored)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def host_tag() -> str:
     """This host's name as it appears in temporary names (characters other than ``[A-Za-z0-9-]`` -> ``-``)."""
     return _HOST_CHARS.sub("-", socket.gethostname()) or "host"

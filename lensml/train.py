@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lensml import __version__
 from lensml.analysis.bootstrap import bootstrap_metric
-from lensml.atomic_io import file_mode, save_npz, write_json, write_text
+from lensml.atomic_io import atomic_path, save_npz, write_json, write_text
 from lensml.cli import clean_errors
 from lensml.config_checks import check_train_config
 from lensml.data.cache import SPLITS, CacheReader, cache_config, physics_config
@@ -46,13 +46,19 @@ from lensml.sim.simulator import PHYSICS_GROUPS, build_simulator
 log = logging.getLogger(__name__)
 
 
-class UmaskCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer (atomic through fsspec), but the file follows the umask, not 0600."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints through ``lensml.atomic_io``: temp name in the same folder, rename, umask mode.
+
+    (Lightning's own writer stages the file in /tmp with mode 0600 and moves it, a copy across filesystems.)
+    Remote URLs (``s3://...``) go through Lightning's writer.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        super().save_checkpoint(checkpoint, path, storage_options=storage_options)
-        if Path(path).is_file():
-            os.chmod(path, file_mode())
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options=storage_options)
+            return
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -113,7 +119,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,
-        plugins=[UmaskCheckpointIO()],
+        plugins=[AtomicCheckpointIO()],
     )
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
