@@ -780,6 +780,7 @@ _LEAK_COLUMNS = (
     ("shuffled velocity χ²", "velocity_chi2_shuffled"),
     ("own velocity χ² (reference)", "velocity_chi2_paired"),
     ("flux χ² (reference)", "flux_chi2"),
+    ("flux, naive Bayes (reference)", "flux_bayes"),
 )
 
 
@@ -795,8 +796,9 @@ def _leak_checks(r: Report, s: Mapping[str, Any]) -> None:
         "and mask of another sample, as in the `flux_shuffled_velocity` ablation) must be at chance; the "
         "`noiseless_mask` condition is the positive control (an idealised mask computed on the noiseless "
         "flux is a noise-free isophote and gives the subhalo away). With the observed mask, the mask is a "
-        "threshold of the observed flux: it can tell no more than the flux itself (`flux χ²`), and where the "
-        "subhalo's flux signal reaches the isophote a mask-only classifier is above chance without a leak.\n"
+        "threshold of the observed flux: it can tell no more than the flux itself (the flux columns), and "
+        "where the subhalo's flux signal reaches the isophote a mask-only classifier is above chance without "
+        "a leak.\n"
     )
 
 

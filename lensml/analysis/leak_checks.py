@@ -21,9 +21,10 @@ Classifiers, each fitted on ``n_train`` training-split samples and scored on ``n
   the training negatives (the no-learning detector of a known smooth velocity field); on the sample's own
   velocity (``paired``: the reference that shows the statistic has power) and on the shuffled sample's
   velocity and mask (``shuffled``: must be at chance).
-- ``flux_chi2``: the same chi-square on the flux, every pixel: what the flux channel itself tells (the
-  observed mask is a threshold of the observed flux, so it can tell no more than the flux; where the
-  flux signal crosses the isophote, a mask-only classifier is above chance *without* a leak).
+- ``flux_chi2``, ``flux_bayes``: the chi-square and a Gaussian naive Bayes (per-pixel class means and
+  variances) on the flux, every pixel: what the flux channel itself tells. The observed mask is a
+  threshold of the observed flux, so it can tell no more than the flux; where the subhalo's flux signal
+  crosses the isophote, a mask-only classifier is above chance *without* a leak.
 
 AUCs carry stratified bootstrap 95 % intervals (``lensml.analysis.bootstrap``).
 """
@@ -67,6 +68,17 @@ def mask_bayes(train_mask: np.ndarray, train_y: np.ndarray, mask: np.ndarray) ->
     return x @ w
 
 
+def gaussian_bayes(train_maps: np.ndarray, train_y: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """Gaussian naive-Bayes log-likelihood ratio of the pixels of ``maps``: per-pixel class means and
+    variances fitted on the training samples (the flux-side counterpart of ``mask_bayes``)."""
+    x = train_maps.reshape(len(train_maps), -1).astype(np.float64)
+    mu = [x[train_y == c].mean(axis=0) for c in (0, 1)]
+    var = [np.maximum(x[train_y == c].var(axis=0), 1e-12 * x.var() + 1e-300) for c in (0, 1)]
+    z = maps.reshape(len(maps), -1).astype(np.float64)
+    ll = [-0.5 * ((z - mu[c]) ** 2 / var[c] + np.log(var[c])) for c in (0, 1)]
+    return (ll[1] - ll[0]).sum(axis=1)
+
+
 def pixel_chi2(
     train_maps: np.ndarray,
     train_mask: np.ndarray,
@@ -107,6 +119,7 @@ def leak_check(cfg: DictConfig, n: int, n_train: int, n_boot: int = 1000, seed: 
         "velocity_chi2_paired": pixel_chi2(v0, m0, test["velocity"], test["mask"]),
         "velocity_chi2_shuffled": pixel_chi2(v0, m0, test["velocity"][perm], test["mask"][perm]),
         "flux_chi2": pixel_chi2(f0, np.ones_like(m0), test["flux"], everywhere),
+        "flux_bayes": gaussian_bayes(train["flux"], ty, test["flux"]),
     }
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {

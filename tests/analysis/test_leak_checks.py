@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lensml.analysis.bootstrap import auc_rows
-from lensml.analysis.leak_checks import at_chance, mask_bayes, mask_hamming, pixel_chi2
+from lensml.analysis.leak_checks import at_chance, gaussian_bayes, mask_bayes, mask_hamming, pixel_chi2
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -49,3 +49,13 @@ def test_at_chance() -> None:
     assert at_chance({"value": 0.51, "ci": [0.47, 0.55]})
     assert not at_chance({"value": 0.56, "ci": [0.51, 0.6]})
     assert not at_chance({"value": 0.54, "ci": [0.51, 0.57]})
+
+
+def test_gaussian_bayes_finds_a_planted_mean_shift_and_nothing_in_noise() -> None:
+    rng = np.random.default_rng(3)
+    y = (np.arange(600) % 2).astype(int)
+    train, test = rng.normal(0, 1, (600, 6, 6)), rng.normal(0, 1, (600, 6, 6))
+    assert abs(roc_auc(gaussian_bayes(train, y, test), y) - 0.5) < 0.08
+    train[y == 1, 2, 3] += 2.0
+    test[y == 1, 2, 3] += 2.0
+    assert roc_auc(gaussian_bayes(train, y, test), y) > 0.85
