@@ -44,3 +44,14 @@ def test_report_is_reproduced_from_the_committed_summaries(tmp_path: Path) -> No
     figs = sorted((tmp_path / "v1" / "figures").glob("*.png"))
     assert {f.name for f in figs} == {f.name for f in (COMMITTED / "figures").glob("*.png")}
     assert all(f.stat().st_size < 200_000 for f in figs)
+
+
+def test_velocity_channel_report_is_reproduced_and_shows_its_checks(tmp_path: Path) -> None:
+    committed = REPO / "reports" / "velocity_channel"
+    shutil.copytree(committed / "summaries", tmp_path / "vc" / "summaries")
+    text = build_report(tmp_path / "vc" / "summaries", tmp_path / "vc", "velocity_channel").read_text()
+    assert text == (committed / "README.md").read_text()
+    leak = json.loads((committed / "summaries" / "mask_leak.json").read_text())["mask_leak"]
+    for e in leak["conditions"].values():
+        assert fmt_ci(e["velocity_chi2_shuffled"]) in text and fmt_ci(e["flux_bayes"]) in text
+    assert "velocity S/N, floor 10" in text
