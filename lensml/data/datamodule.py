@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lensml.data.augment import EpochSampler
 from lensml.data.cache import CacheReader, cache_config
 from lensml.data.channels import check_flux_norm, n_channels
 from lensml.data.dataset import CacheSource, LensDataset, SimulatorSource, collate
@@ -52,7 +53,11 @@ class LensDataModule(pl.LightningDataModule):
             ``flux_snr_scale``); sigma_v_ref_kms: velocity error of weight 1 in the weight channel (km/s).
         cache_dir: cache folder (mode ``cache``); verify_cache: check shard checksums on load.
         memory_cache: mode ``onthefly`` only: keep rendered samples in memory (per process) so later epochs
-            reuse them (~37 kB per 64 x 64 sample and per worker that saw it).
+            reuse them (~37 kB per 64 x 64 sample and per worker that saw it); val/test only when streaming.
+        stream: fresh training samples every epoch (epoch e: samples ``[e n_train, (e+1) n_train)``,
+            so ``max_epochs x n_train`` distinct samples); val/test fixed. ``mode=cache`` cycles the cache.
+        augment: random (deterministic per (seed, epoch, index)) D4 rotation/reflection of training inputs.
+        (Both: ``lensml.data.augment``.)
     """
 
     def __init__(
@@ -78,8 +83,12 @@ class LensDataModule(pl.LightningDataModule):
         flux_norm: str = "peak",
         flux_snr_scale: float = 30.0,
         sigma_v_ref_kms: float = 10.0,
+        stream: bool = False,
+        augment: bool = False,
     ) -> None:
         super().__init__()
+        self.stream = bool(stream)
+        self.augment = bool(augment)
         if mode not in MODES:
             raise ConfigError(f"data.mode={mode!r} is unknown; use one of {MODES}")
         self.in_channels = n_channels(channels)
@@ -121,16 +130,24 @@ class LensDataModule(pl.LightningDataModule):
             self.datasets[split] = LensDataset(
                 source, split, n, self.seed, self.channels, self.velocity_scale_kms, self.flux_quantile,
                 memory_cache=self.memory_cache, flux_norm=self.flux_norm, flux_snr_scale=self.flux_snr_scale,
-                sigma_v_ref_kms=self.sigma_v_ref_kms,
+                sigma_v_ref_kms=self.sigma_v_ref_kms, stream=self.stream, cycle=self.mode == "cache",
+                augment=self.augment,
             )
-        log.info("data: mode=%s channels=%s flux_norm=%s counts=%s seed=%d", self.mode, self.channels,
-                 self.flux_norm, self.counts, self.seed)
+        log.info("data: mode=%s channels=%s flux_norm=%s counts=%s seed=%d stream=%s augment=%s", self.mode,
+                 self.channels, self.flux_norm, self.counts, self.seed, self.stream, self.augment)
+        if self.stream and self.mode == "cache":
+            log.warning("data.stream=true with data=cache: the cache holds %d training samples; streaming "
+                        "cycles them (epoch e reads the same samples as epoch 0%s). Use data=onthefly for "
+                        "fresh samples every epoch.", self.counts["train"],
+                        ", with other D4 transforms" if self.augment else "")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        # training: stream positions epoch * n_train + j in a (seed, epoch) order (lensml.data.augment)
+        sampler = EpochSampler(self.counts["train"], self.seed, shuffle=True) if shuffle else None
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate,
             worker_init_fn=_WorkerInit(self.worker_threads) if self.num_workers > 0 else None,

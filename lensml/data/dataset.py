@@ -6,6 +6,11 @@ velocity pairing (velocity, mask and sigma_v of sample ``perm(i)`` together), an
 ``i`` of split ``s`` is a pure function of ``(seed, s, i)`` in both modes, whatever the worker, batch or
 process that asks for it.
 
+The training split is indexed by *stream positions* ``p = epoch * n + j`` (``lensml.data.augment``): sample
+``p`` in streaming mode (fresh samples every epoch; a cache is cycled, sample ``p mod n``), sample ``p mod n``
+otherwise; the optional D4 augmentation is a pure function of ``(seed, p)``. Validation and test are indexed
+by sample index and never augmented.
+
 ``__getitems__`` renders a whole batch with ONE ``sample_batch`` call (the DataLoader calls it with the
 batch's indices); ``collate`` then passes the ready batch dict through. Batch dict:
 ``x`` (B, C, N, N) float32, ``label`` int64, ``mass_msun`` float64, ``sub_x_arcsec``, ``sub_y_arcsec``
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from lensml.data.augment import apply_d4, d4_codes, d4_positions
 from lensml.data.cache import CacheReader
 from lensml.data.channels import VELOCITY_KEYS, InputNorm, needs_shuffle, shuffle_permutation, stack_sample
 from lensml.sim.simulator import SUBHALO_METADATA_KEYS
@@ -81,7 +87,11 @@ class LensDataset(Dataset):
         flux_quantile: quantile used as the per-sample flux peak (``flux_norm="peak"``).
         flux_norm, flux_snr_scale, sigma_v_ref_kms: flux units and weight scale (``lensml.data.channels``).
         memory_cache: keep rendered samples in memory (per process) so later epochs do not re-render them;
-            the samples are the same either way (pure functions of (seed, split, i)).
+            the samples are the same either way (pure functions of (seed, split, i)). Ignored for a streamed
+            training split (no sample comes back, the memory would only grow).
+        stream: training split only: position p is sample p (fresh samples every epoch) instead of p mod n.
+        cycle: with ``stream``, sample p mod n (a cache holds only n samples: it is cycled).
+        augment: training split only: D4 transform of each input, a pure function of (seed, p).
     """
 
     def __init__(
@@ -97,9 +107,16 @@ class LensDataset(Dataset):
         flux_norm: str = "peak",
         flux_snr_scale: float = 30.0,
         sigma_v_ref_kms: float = 10.0,
+        stream: bool = False,
+        cycle: bool = False,
+        augment: bool = False,
     ) -> None:
         self.source = source
-        self.memory_cache = bool(memory_cache)
+        train = split == "train"
+        self.stream = bool(stream) and train
+        self.cycle = bool(cycle) and self.stream
+        self.augment = bool(augment) and train
+        self.memory_cache = bool(memory_cache) and not (self.stream and not self.cycle)
         self._memo: dict[int, dict[str, Any]] = {}
         self.split = split
         self.n = int(n)
@@ -123,15 +140,24 @@ class LensDataset(Dataset):
         rows = [self._memo[i] for i in idx.tolist()]
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
+    def sample_index(self, positions: np.ndarray) -> np.ndarray:
+        """Sample indices of stream positions (identity outside the training split; module docstring)."""
+        p = np.asarray(positions, dtype=np.int64)
+        if self.split != "train" or (self.stream and not self.cycle):
+            return p
+        return p % self.n
+
     def raw(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        """Raw samples (simulator dict) for ``indices``; in the shuffle modes the ``VELOCITY_KEYS`` (velocity,
-        mask, sigma_v_kms) are those of sample ``perm[i]``, every other key that of sample i."""
+        """Raw samples (simulator dict) for sample ``indices``; in the shuffle modes the ``VELOCITY_KEYS``
+        (velocity, mask, sigma_v_kms) are those of sample ``perm[i]`` (streaming: ``perm`` applied within each
+        block of n samples), every other key that of sample i."""
         idx = np.asarray(indices, dtype=np.int64)
-        if np.any((idx < 0) | (idx >= self.n)):
+        limit = np.inf if self.stream and not self.cycle else self.n
+        if np.any((idx < 0) | (idx >= limit)):
             raise IndexError(f"index out of range for {self.split} split of {self.n} samples")
         if self.perm is None:
             return self._get(idx)
-        vel_idx = self.perm[idx]
+        vel_idx = (idx // self.n) * self.n + self.perm[idx % self.n]
         both, inverse = np.unique(np.concatenate([idx, vel_idx]), return_inverse=True)
         data = self._get(both)
         out = {k: np.asarray(v)[inverse[: len(idx)]] for k, v in data.items()}
@@ -141,15 +167,24 @@ class LensDataset(Dataset):
         return out
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
-        idx = np.asarray(indices, dtype=np.int64)
+        """The batch of (training: stream) positions ``indices`` (module docstring)."""
+        pos = np.asarray(indices, dtype=np.int64)
+        if self.split == "train" and not self.stream and np.any(pos < 0):
+            raise IndexError(f"negative position in the {self.split} split")
+        idx = self.sample_index(pos)
         data = self.raw(idx)
         x = stack_sample(self.channels, data, self.norm)
+        sub_x, sub_y = np.asarray(data["sub_x_arcsec"]), np.asarray(data["sub_y_arcsec"])
+        if self.augment:
+            codes = d4_codes(self.seed, pos)
+            x = apply_d4(x, codes)
+            sub_x, sub_y = d4_positions(sub_x, sub_y, codes)
         return {
-            "x": torch.from_numpy(x),
+            "x": torch.from_numpy(np.ascontiguousarray(x)),
             "label": torch.as_tensor(np.asarray(data["label"]), dtype=torch.long),
             "mass_msun": torch.as_tensor(np.asarray(data["mass_msun"]), dtype=torch.float64),
-            "sub_x_arcsec": torch.as_tensor(np.asarray(data["sub_x_arcsec"]), dtype=torch.float64),
-            "sub_y_arcsec": torch.as_tensor(np.asarray(data["sub_y_arcsec"]), dtype=torch.float64),
+            "sub_x_arcsec": torch.as_tensor(sub_x, dtype=torch.float64),
+            "sub_y_arcsec": torch.as_tensor(sub_y, dtype=torch.float64),
             **{
                 key: torch.as_tensor(np.asarray(data[key]), dtype=torch.float64)
                 for key in SUBHALO_METADATA_KEYS
