@@ -66,8 +66,8 @@ def d4_positions(
     """Sky positions moved with ``apply_d4`` (grid centred on (0, 0), column = +x, row = +y).
 
     Rows follow y, columns x (``lensml.sim.instrument.image_coordinates``). A quarter turn of
-    ``np.rot90`` (axes (-2, -1)) moves pixel (row r, col c) to (N-1-c, r), i.e. (x, y) -> (y, -x); the flip of the last axis
-    maps x -> -x. NaN (no subhalo) stays NaN.
+    ``np.rot90`` (axes (-2, -1)) moves pixel (row r, col c) to (N-1-c, r), i.e. (x, y) -> (y, -x); the
+    flip of the last axis maps x -> -x. NaN (no subhalo) stays NaN.
     """
     x, y = np.asarray(x_arcsec, dtype=np.float64).copy(), np.asarray(y_arcsec, dtype=np.float64).copy()
     k = np.asarray(codes, dtype=np.int64)
