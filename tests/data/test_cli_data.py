@@ -60,7 +60,7 @@ def test_prepare_sources_batch_goes_on(tmp_path):
     (maps_dir / "manga-99999-1902-MAPS-HYB10-MILESHC-MASTARHC2.fits.gz").write_bytes(b"\x1f\x8bbroken")
     write_synthetic_maps(maps_dir / "manga-99999-1903-MAPS-X.fits.gz", lines=["Hb-4862", "NII-6585"])
     proc = _run("prepare_sources", "maps=maps", "out_dir=out", "previews=false", cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr  # the good file is written, but a script must notice the failures
+    assert proc.returncode == 1, proc.stderr  # good file written; scripts must notice the failures
     written = sorted(p.name for p in (tmp_path / "out").glob("source_tensor_*.npy"))
     assert written == ["source_tensor_99999-1901.npy"]
     skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped: ")]
