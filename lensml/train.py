@@ -41,6 +41,7 @@ from lensml.logging_setup import (
     log_wandb_panels,
     wandb_run_dir,
 )
+from lensml.models.hardware import resolve_precision
 from lensml.sim.simulator import PHYSICS_GROUPS, build_simulator
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             earlier_csv = keep_earlier_csv_rows(logger)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    precision = resolve_precision(cfg.trainer.get("precision", "32-true"), str(cfg.trainer.get("accelerator")))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO()], precision=precision,
     )
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)

@@ -7,6 +7,12 @@ Loss: cross-entropy on the logits. Validation and test predictions are gathered 
 (duplicates that a distributed sampler adds are dropped by sample index), then scored by
 ``lensml.models.metrics.split_metrics`` once per epoch: overall and per subhalo-mass bin, the mass being the
 sample field ``mass_key`` (config ``metrics.mass_key``, one of ``lensml.models.metrics.MASS_KEYS``).
+
+Optimisation: the optimiser factory (``model.optimizer``, e.g. AdamW) and an optional per-step learning-rate
+schedule (``lensml.models.schedule``: cosine with linear warm-up, or one-cycle). ``samples_seen`` counts the
+training samples the network has stepped on (kept in checkpoints, logged as ``train/samples_seen`` and
+recorded with every validation epoch). ``channels_last`` (``model.channels_last``: auto/true/false) runs the
+network in the channels-last memory format (``lensml.models.hardware``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from lensml.errors import ConfigError
+from lensml.models.hardware import resolve_channels_last
 from lensml.models.metrics import DEFAULT_MASS_EDGES_LOG10, MASS_KEYS, flat_scalars, split_metrics
 from lensml.sim.simulator import SUBHALO_METADATA_KEYS
 
@@ -88,6 +95,11 @@ class LensClassifier(pl.LightningModule):
         mass_key: the sample mass those bins use (``lensml.models.metrics.MASS_KEYS``; M200 by default).
         label_smoothing: of the cross-entropy loss.
         n_examples: number of test inputs kept for the logger's example panel.
+        lr_schedule: ``none``, ``cosine`` (linear warm-up over ``warmup_frac`` of the steps, then cosine decay
+            to ``min_lr_frac`` x lr) or ``onecycle`` (``torch.optim.lr_scheduler.OneCycleLR``, warm-up
+            ``warmup_frac``); stepped every optimiser step over ``trainer.estimated_stepping_batches``.
+        channels_last: channels-last memory format for the network and its inputs (``auto``: where bf16 is
+            native, ``lensml.models.hardware``).
     """
 
     def __init__(
@@ -98,8 +110,23 @@ class LensClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         n_examples: int = 16,
         mass_key: str = "mass_msun",
+        lr_schedule: str = "none",
+        warmup_frac: float = 0.0,
+        min_lr_frac: float = 0.0,
+        channels_last: bool | str = False,
     ) -> None:
         super().__init__()
+        from lensml.models.schedule import check_schedule
+
+        check_schedule(lr_schedule, warmup_frac, min_lr_frac)
+        if channels_last not in ("auto", True, False):
+            raise ConfigError(f"model.channels_last={channels_last!r} must be auto, true or false")
+        self.lr_schedule = lr_schedule
+        self.warmup_frac, self.min_lr_frac = float(warmup_frac), float(min_lr_frac)
+        self.channels_last_setting = channels_last
+        self.channels_last = False
+        #: training samples stepped on so far (restored from checkpoints)
+        self.samples_seen = 0
         if mass_key not in MASS_KEYS:
             raise ConfigError(f"metrics.mass_key={mass_key!r} is unknown; use one of {list(MASS_KEYS)}.")
         self.mass_key = str(mass_key)
@@ -121,10 +148,37 @@ class LensClassifier(pl.LightningModule):
         self.examples: dict[str, np.ndarray] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def setup(self, stage: str) -> None:
+        accel = "cpu"
+        if self._trainer is not None and "CUDA" in type(self.trainer.accelerator).__name__:
+            accel = "gpu"
+        self.channels_last = resolve_channels_last(self.channels_last_setting, accel)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self._trainer is not None and stage == "fit":
+            from lensml.models.hardware import describe
+
+            log.info("compute: %s", describe(str(self.trainer.precision), self.channels_last, accel))
+
+    def configure_optimizers(self) -> Any:
+        from lensml.models.schedule import build_scheduler
+
+        opt = self.optimizer_factory(self.parameters())
+        if self.lr_schedule == "none":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = build_scheduler(opt, self.lr_schedule, total, self.warmup_frac, self.min_lr_frac)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["samples_seen"] = int(self.samples_seen)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.samples_seen = int(checkpoint.get("samples_seen", 0))
 
     def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["x"])
@@ -135,8 +189,10 @@ class LensClassifier(pl.LightningModule):
         loss, logits = self._step(batch)
         acc = (logits.argmax(dim=1) == batch["label"]).float().mean()
         bs = batch["label"].shape[0]
+        self.samples_seen += bs * max(1, int(self.trainer.world_size)) if self._trainer is not None else bs
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
         self.log("train/accuracy", acc, on_step=False, on_epoch=True, batch_size=bs)
+        self.log("train/samples_seen", float(self.samples_seen), on_step=True, on_epoch=False, batch_size=bs)
         return loss
 
     def _eval_step(self, split: str, batch: dict[str, Any], batch_idx: int) -> None:
@@ -174,11 +230,13 @@ class LensClassifier(pl.LightningModule):
             self.mass_edges_log10,
             mass_key=self.mass_key,
         )
+        metrics["samples_seen"] = int(self.samples_seen)
         self.results[split] = metrics
         if split == "val" and not self.trainer.validating:
             self.val_history[int(self.current_epoch)] = metrics
         scalars = flat_scalars(metrics, split)
         scalars.setdefault(f"{split}/auc", float("nan"))  # keeps the checkpoint monitor defined
+        scalars[f"{split}/samples_seen"] = float(self.samples_seen)
         # every process holds the same gathered numbers: no further reduction needed
         for key, value in scalars.items():
             self.log(key, value, prog_bar=key == "val/auc", sync_dist=False)
