@@ -118,7 +118,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             earlier_csv = keep_earlier_csv_rows(logger)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    precision = resolve_precision(cfg.trainer.get("precision", "32-true"), str(cfg.trainer.get("accelerator")))
+    precision = resolve_precision(cfg.trainer.get("precision", "32-true"),
+                                  str(cfg.trainer.get("accelerator")))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,
         plugins=[AtomicCheckpointIO()], precision=precision,

@@ -1,4 +1,4 @@
-"""Residual detectors: shapes, stream separation, overfitting a tiny batch, bf16 vs fp32, schedules, hardware."""
+"""Residual detectors: shapes, stream separation, tiny-batch overfit, bf16 vs fp32, schedules, hardware."""
 
 from __future__ import annotations
 
@@ -156,5 +156,6 @@ def test_model_configs_build(model, channels, c, compose_train):
     assert net(torch.zeros(2, c, 64, 64)).shape == (2, 2)
     opt = instantiate(cfg.model.optimizer)(net.parameters())
     assert isinstance(opt, torch.optim.AdamW)
-    module = instantiate(cfg.model.module, _convert_="all")(net=net, optimizer=instantiate(cfg.model.optimizer))
+    make = instantiate(cfg.model.module, _convert_="all")
+    module = make(net=net, optimizer=instantiate(cfg.model.optimizer))
     assert module.lr_schedule == "cosine" and module.channels_last_setting == "auto"
