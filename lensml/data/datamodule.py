@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from lensml.data.augment import EpochSampler
 from lensml.data.cache import CacheReader, cache_config
 from lensml.data.channels import check_flux_norm, n_channels
+from lensml.data.curriculum import Curriculum
 from lensml.data.dataset import CacheSource, LensDataset, SimulatorSource, collate
 from lensml.errors import ConfigError
 
@@ -58,6 +59,8 @@ class LensDataModule(pl.LightningDataModule):
             so ``max_epochs x n_train`` distinct samples); val/test fixed. ``mode=cache`` cycles the cache.
         augment: random (deterministic per (seed, epoch, index)) D4 rotation/reflection of training inputs.
         (Both: ``lensml.data.augment``.)
+        curriculum: ``data.curriculum`` mapping (``lensml.data.curriculum``): training priors annealed from an
+            easy task to the target over a fraction of the epochs; mode ``onthefly`` only.
     """
 
     def __init__(
@@ -85,8 +88,13 @@ class LensDataModule(pl.LightningDataModule):
         sigma_v_ref_kms: float = 10.0,
         stream: bool = False,
         augment: bool = False,
+        curriculum: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.curriculum = Curriculum.from_cfg(curriculum)
+        if self.curriculum.enabled and mode != "onthefly":
+            raise ConfigError("data.curriculum.enabled=true needs data=onthefly (a cache holds the target "
+                              "priors only); set data.curriculum.enabled=false or use data=onthefly")
         self.stream = bool(stream)
         self.augment = bool(augment)
         if mode not in MODES:
@@ -120,7 +128,7 @@ class LensDataModule(pl.LightningDataModule):
                 self.cache_dir, cache_config(self.sim_cfg, self.seed), self.counts, verify=self.verify_cache
             )
             return CacheSource(reader)
-        return SimulatorSource(self.sim_cfg, self.seed)
+        return SimulatorSource(self.sim_cfg, self.seed, self.curriculum)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -135,6 +143,12 @@ class LensDataModule(pl.LightningDataModule):
             )
         log.info("data: mode=%s channels=%s flux_norm=%s counts=%s seed=%d stream=%s augment=%s", self.mode,
                  self.channels, self.flux_norm, self.counts, self.seed, self.stream, self.augment)
+        if self.curriculum.enabled:
+            c = self.curriculum
+            log.info("curriculum: %d stages over the first %.0f%% of %d epochs; subhalo mass from %s M_sun, "
+                     "nuisance prior width from %.2f x target; validation and test on the target priors",
+                     c.stages, 100 * c.frac, c.total_epochs, list(c.mass_range_msun or []) or "target",
+                     c.nuisance_width)
         if self.stream and self.mode == "cache":
             log.warning("data.stream=true with data=cache: the cache holds %d training samples; streaming "
                         "cycles them (epoch e reads the same samples as epoch 0%s). Use data=onthefly for "

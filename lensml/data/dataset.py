@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, default_collate
 from lensml.data.augment import apply_d4, d4_codes, d4_positions
 from lensml.data.cache import CacheReader
 from lensml.data.channels import VELOCITY_KEYS, InputNorm, needs_shuffle, shuffle_permutation, stack_sample
+from lensml.data.curriculum import Curriculum
 from lensml.sim.simulator import SUBHALO_METADATA_KEYS
 
 
@@ -40,12 +41,18 @@ class SampleSource(Protocol):
 
 
 class SimulatorSource:
-    """Renders samples on the fly; the simulator is built lazily in each process (workers included)."""
+    """Renders samples on the fly; the simulator is built lazily in each process (workers included).
 
-    def __init__(self, sim_cfg: Any, seed: int) -> None:
+    ``curriculum`` (``lensml.data.curriculum``): training samples of epoch e come from the stage simulator
+    of that epoch (``get_stage``); one simulator per stage, built when first needed.
+    """
+
+    def __init__(self, sim_cfg: Any, seed: int, curriculum: Curriculum | None = None) -> None:
         self.sim_cfg = sim_cfg
         self.seed = int(seed)
+        self.curriculum = curriculum if curriculum is not None and curriculum.enabled else None
         self._sim = None
+        self._stage_sims: dict[float, Any] = {}
 
     @property
     def simulator(self):  # noqa: ANN201 - lensml.sim.simulator.Simulator
@@ -58,9 +65,21 @@ class SimulatorSource:
     def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]:
         return self.simulator.sample_batch(self.seed, split, [int(i) for i in indices])
 
+    def get_stage(self, split: str, indices: np.ndarray, n: int, epoch: int) -> dict[str, np.ndarray]:
+        """Samples of ``split`` as rendered at training epoch ``epoch`` (the curriculum's stage)."""
+        t = 1.0 if self.curriculum is None or split != "train" else self.curriculum.progress(epoch)
+        if t >= 1.0:
+            return self.get(split, indices, n)
+        if t not in self._stage_sims:
+            from lensml.sim import simulator as sim_mod
+
+            self._stage_sims[t] = sim_mod.build_simulator(self.curriculum.stage_config(self.sim_cfg, t))
+        return self._stage_sims[t].sample_batch(self.seed, split, [int(i) for i in indices])
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_sim"] = None
+        state["_stage_sims"] = {}
         return state
 
 
@@ -116,7 +135,10 @@ class LensDataset(Dataset):
         self.stream = bool(stream) and train
         self.cycle = bool(cycle) and self.stream
         self.augment = bool(augment) and train
-        self.memory_cache = bool(memory_cache) and not (self.stream and not self.cycle)
+        self.curriculum = train and getattr(source, "curriculum", None) is not None
+        streamed = self.stream and not self.cycle
+        self.memory_cache = bool(memory_cache) and not streamed and not self.curriculum
+        self._epoch = 0  # epoch of the batch being assembled (curriculum stage)
         self._memo: dict[int, dict[str, Any]] = {}
         self.split = split
         self.n = int(n)
@@ -130,6 +152,8 @@ class LensDataset(Dataset):
         return self.n
 
     def _get(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        if self.curriculum:
+            return self.source.get_stage(self.split, idx, self.n, self._epoch)
         if not self.memory_cache:
             return self.source.get(self.split, idx, self.n)
         missing = np.array([i for i in dict.fromkeys(idx.tolist()) if i not in self._memo], dtype=np.int64)
@@ -172,6 +196,12 @@ class LensDataset(Dataset):
         if self.split == "train" and not self.stream and np.any(pos < 0):
             raise IndexError(f"negative position in the {self.split} split")
         idx = self.sample_index(pos)
+        if self.curriculum:
+            epochs = np.unique(pos // self.n) if len(pos) else np.zeros(1, np.int64)
+            if len(epochs) > 1:
+                raise ValueError(f"a curriculum batch spans epochs {epochs.tolist()}; "
+                                 "batch one epoch at a time")
+            self._epoch = int(epochs[0])
         data = self.raw(idx)
         x = stack_sample(self.channels, data, self.norm)
         sub_x, sub_y = np.asarray(data["sub_x_arcsec"]), np.asarray(data["sub_y_arcsec"])
