@@ -65,7 +65,8 @@ def test_curriculum_batches_are_easy_early_and_target_on_validation(compose_trai
     plain = compose_train(*over[:-4], "subhalo.p_present=1.0")
     ref = instantiate(plain.data, _partial_=True, _convert_="all")(sim_cfg=physics_config(plain))
     ref.setup("fit")
-    val, val_ref = dm.datasets["val"].__getitems__([0, 1, 2, 3]), ref.datasets["val"].__getitems__([0, 1, 2, 3])
+    val = dm.datasets["val"].__getitems__([0, 1, 2, 3])
+    val_ref = ref.datasets["val"].__getitems__([0, 1, 2, 3])
     np.testing.assert_allclose(val["x"].numpy(), val_ref["x"].numpy())
     with pytest.raises(ValueError, match="spans epochs"):
         ds.__getitems__([N - 1, N])
