@@ -16,9 +16,10 @@ from torch.utils.data import DataLoader
 
 from lensml.data.augment import EpochSampler
 from lensml.data.cache import CacheReader, cache_config
-from lensml.data.channels import check_flux_norm, n_channels
+from lensml.data.channels import check_flux_norm, n_channels, needs_shuffle
 from lensml.data.curriculum import Curriculum
 from lensml.data.dataset import CacheSource, LensDataset, SimulatorSource, collate
+from lensml.data.oracle import OracleResidualSource
 from lensml.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class LensDataModule(pl.LightningDataModule):
         (Both: ``lensml.data.augment``.)
         curriculum: ``data.curriculum`` mapping (``lensml.data.curriculum``): training priors annealed from an
             easy task to the target over a fraction of the epochs; mode ``onthefly`` only.
+        oracle_residual: feed (data - true smooth model) / sigma in place of flux and velocity
+            (``lensml.data.oracle``): the upper bound of a detector that knew the macro model.
     """
 
     def __init__(
@@ -89,8 +92,14 @@ class LensDataModule(pl.LightningDataModule):
         stream: bool = False,
         augment: bool = False,
         curriculum: dict[str, Any] | None = None,
+        oracle_residual: bool = False,
     ) -> None:
         super().__init__()
+        self.oracle_residual = bool(oracle_residual)
+        bad = mode != "onthefly" or needs_shuffle(channels) or (curriculum or {}).get("enabled")
+        if self.oracle_residual and bad:
+            raise ConfigError("data.oracle_residual=true needs data=onthefly, an unshuffled data.channels "
+                              "mode and data.curriculum.enabled=false")
         self.curriculum = Curriculum.from_cfg(curriculum)
         if self.curriculum.enabled and mode != "onthefly":
             raise ConfigError("data.curriculum.enabled=true needs data=onthefly (a cache holds the target "
@@ -121,13 +130,15 @@ class LensDataModule(pl.LightningDataModule):
         self.memory_cache = bool(memory_cache) and mode == "onthefly"
         self.datasets: dict[str, LensDataset] = {}
 
-    def make_source(self) -> SimulatorSource | CacheSource:
+    def make_source(self) -> SimulatorSource | CacheSource | OracleResidualSource:
         """The sample source of the configured mode (the cache is validated here)."""
         if self.mode == "cache":
             reader = CacheReader(
                 self.cache_dir, cache_config(self.sim_cfg, self.seed), self.counts, verify=self.verify_cache
             )
             return CacheSource(reader)
+        if self.oracle_residual:
+            return OracleResidualSource(self.sim_cfg, self.seed)
         return SimulatorSource(self.sim_cfg, self.seed, self.curriculum)
 
     def setup(self, stage: str | None = None) -> None:
@@ -139,7 +150,7 @@ class LensDataModule(pl.LightningDataModule):
                 source, split, n, self.seed, self.channels, self.velocity_scale_kms, self.flux_quantile,
                 memory_cache=self.memory_cache, flux_norm=self.flux_norm, flux_snr_scale=self.flux_snr_scale,
                 sigma_v_ref_kms=self.sigma_v_ref_kms, stream=self.stream, cycle=self.mode == "cache",
-                augment=self.augment,
+                augment=self.augment, oracle_residual=self.oracle_residual,
             )
         log.info("data: mode=%s channels=%s flux_norm=%s counts=%s seed=%d stream=%s augment=%s", self.mode,
                  self.channels, self.flux_norm, self.counts, self.seed, self.stream, self.augment)

@@ -31,6 +31,7 @@ from lensml.data.augment import apply_d4, d4_codes, d4_positions
 from lensml.data.cache import CacheReader
 from lensml.data.channels import VELOCITY_KEYS, InputNorm, needs_shuffle, shuffle_permutation, stack_sample
 from lensml.data.curriculum import Curriculum
+from lensml.data.oracle import stack_residuals
 from lensml.sim.simulator import SUBHALO_METADATA_KEYS
 
 
@@ -111,6 +112,8 @@ class LensDataset(Dataset):
         stream: training split only: position p is sample p (fresh samples every epoch) instead of p mod n.
         cycle: with ``stream``, sample p mod n (a cache holds only n samples: it is cycled).
         augment: training split only: D4 transform of each input, a pure function of (seed, p).
+        oracle_residual: build the input from the residuals about the true smooth model
+            (``lensml.data.oracle``; the source must be an ``OracleResidualSource``).
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class LensDataset(Dataset):
         stream: bool = False,
         cycle: bool = False,
         augment: bool = False,
+        oracle_residual: bool = False,
     ) -> None:
         self.source = source
+        self.oracle_residual = bool(oracle_residual)  # source gives lensml.data.oracle.RESIDUAL_KEYS
         train = split == "train"
         self.stream = bool(stream) and train
         self.cycle = bool(cycle) and self.stream
@@ -203,7 +208,10 @@ class LensDataset(Dataset):
                                  "batch one epoch at a time")
             self._epoch = int(epochs[0])
         data = self.raw(idx)
-        x = stack_sample(self.channels, data, self.norm)
+        if self.oracle_residual:
+            x = stack_residuals(self.channels, data, self.norm.sigma_v_ref_kms)
+        else:
+            x = stack_sample(self.channels, data, self.norm)
         sub_x, sub_y = np.asarray(data["sub_x_arcsec"]), np.asarray(data["sub_y_arcsec"])
         if self.augment:
             codes = d4_codes(self.seed, pos)
