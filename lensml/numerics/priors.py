@@ -120,7 +120,7 @@ def quantile(spec: Any, u: np.ndarray | float) -> np.ndarray:
     """The prior ``spec`` (already validated) at cumulative probabilities ``u`` in (0, 1): inverse-CDF draws.
 
     One uniform per draw whatever the distribution, so a sample's parameters are a fixed set of uniforms
-    (``lensml.sim.philox.uniforms``) pushed through their priors, vectorised over the batch.
+    (``lensml.numerics.philox.uniforms``) pushed through their priors, vectorised over the batch.
     """
     u = np.asarray(u, dtype=np.float64)
     if _is_number(spec):

@@ -11,7 +11,7 @@ Conventions:
 - Flux is in arbitrary surface-brightness units; noise is set relative to the **noiseless peak** of each
   image: Poisson noise with ``peak_snr`` at the peak (counts = flux / peak * peak_snr^2) plus a Gaussian
   background of ``background_sigma_frac * peak``. ``peak_snr`` is a prior (number or named distribution,
-  ``lensml.sim.priors``) drawn per sample by the simulator.
+  ``lensml.numerics.priors``) drawn per sample by the simulator.
 - Velocity noise is Gaussian, in km/s, the centroid error of the emission line in each pixel
   (``lensml.sim.velocity_noise``): ``sigma_v = sqrt((kappa sigma_line / SNR_pix)^2 + floor^2)``, capped at
   ``sigma_v_max_kms``, with ``SNR_pix`` the pixel's line S/N under the flux noise above.

@@ -1,6 +1,6 @@
 """The noise of a batch of images in one compiled pass (numba): exact Poisson counts and Gaussian normals.
 
-Each pixel draws its own numbers from Philox4x32-10 (``lensml.sim.philox``) keyed by its sample's 64-bit
+Each pixel draws its own numbers from Philox4x32-10 (``lensml.numerics.philox``) keyed by its sample's 64-bit
 noise seed, so a sample's noise depends on that seed and its own (peak S/N, line width) only (not on the
 batch, the order or the machine):
 
@@ -27,8 +27,8 @@ import math
 import numpy as np
 
 from lensml.jit import inline, kernel
-from lensml.sim.backends.simd_math import F32, exp_f64, lgamma_f64, log_f32, log_f64, sincos_2pi_f32
-from lensml.sim.philox import UNIT, philox4x32
+from lensml.numerics.philox import UNIT, philox4x32
+from lensml.numerics.simd_math import F32, exp_f64, lgamma_f64, log_f32, log_f64, sincos_2pi_f32
 
 _U64 = np.uint64
 _LOW32 = _U64(0xFFFFFFFF)

@@ -33,8 +33,10 @@ from lenstronomy.Util import constants as const
 
 from lensml.errors import ConfigError
 from lensml.sim.cosmology import DEFAULT_COSMOLOGY, LensDistances, lens_distances
+from lensml.sim.profiles import names_with_role
 
-SUBHALO_PROFILES: tuple[str, ...] = ("SIS", "NFW", "TNFW")
+#: Subhalo profiles: those of role "subhalo" in the registry (``lensml.sim.profiles``).
+SUBHALO_PROFILES: tuple[str, ...] = names_with_role("subhalo")
 #: Per-sample metadata of ``subhalo_masses`` (beside M200, ``mass_msun``).
 MASS_KEYS: tuple[str, ...] = (
     "m_trunc_msun",

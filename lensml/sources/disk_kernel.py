@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lensml.jit import kernel
-from lensml.sim.backends.simd_math import F32, exp_f32, log_f32
+from lensml.numerics.simd_math import F32, exp_f32, log_f32
 from lensml.sources.disk import _clump_params
 
 #: Columns of the per-sample table given to the kernel (float64).

@@ -5,7 +5,7 @@
 ``source.split_overrides.<split>`` is merged onto the priors of that split (domain-shift tests).
 
 Every drawn quantity has its own uniform (slot) of the sample's source stream (``COMMON_SLOTS``, then
-``DISK_SLOTS`` or ``TEMPLATE_SLOTS``), pushed through its prior by ``lensml.sim.priors.quantile``, so the
+``DISK_SLOTS`` or ``TEMPLATE_SLOTS``), pushed through its prior by ``lensml.numerics.priors.quantile``, so the
 draws of a batch are vectorised and a change to one prior leaves the other draws of a sample unchanged.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from lensml.errors import ConfigError
-from lensml.sim.priors import check_range, quantile, support, validate_prior
-from lensml.sim.render import SourceGrids, bilinear_sample, grid_units
+from lensml.numerics.priors import check_range, quantile, support, validate_prior
+from lensml.source_grid import SourceGrids, bilinear_sample, grid_units
 from lensml.sources.disk import (
     CLUMP_PARAMS,
     DISK_PARAMS,
@@ -422,7 +422,7 @@ def _need(c: Mapping[str, Any], name: str, where: str) -> None:
 
 
 def _kpc_per_arcsec(z: float, cosmology: str) -> float:
-    from lensml.sim.cosmology import get_cosmology
+    import astropy.cosmology as ac  # the name was checked by the simulator (lens.cosmology)
 
-    d_a_kpc = get_cosmology(cosmology).angular_diameter_distance(z).to("kpc").value
+    d_a_kpc = getattr(ac, cosmology).angular_diameter_distance(z).to("kpc").value
     return float(d_a_kpc * math.pi / 180.0 / 3600.0)

@@ -4,7 +4,7 @@ A template is the flux channel as is (arbitrary units, [0, 1]) and the velocity 
 relative to systemic: ``v_kms = tensor[1] * vel_scale_kms`` (sidecar; the data layer stored
 ``(v - vel_median_kms) / vel_scale_kms``, clipped to [-1, 1], so the median is the systemic velocity).
 Placement on the source plane (angular span of the 64-pixel grid, rotation, flip, scale) is done by the
-renderer through ``lensml.sim.render.SourceGrids``, so every augmentation moves both channels identically.
+renderer through ``lensml.source_grid.SourceGrids``, so every augmentation moves both channels identically.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Philox4x32-10 (lensml.sim.philox) against the Random123 known-answer vectors."""
+"""Philox4x32-10 (lensml.numerics.philox) against the Random123 known-answer vectors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lensml.sim.philox import philox_block, split_key
+from lensml.numerics.philox import philox_block, split_key
 
 # Random123 tests/kat_vectors: philox4x32 10 (counter, key) -> output
 KAT = [
@@ -31,7 +31,7 @@ def test_split_key_is_the_two_32_bit_halves():
 
 
 def test_uniforms_are_a_pure_function_of_seed_tag_index_and_slot():
-    from lensml.sim.philox import uniforms, words64
+    from lensml.numerics.philox import uniforms, words64
 
     u = uniforms(7, 3, np.arange(50_000), 5)
     assert u.shape == (50_000, 5) and 0.0 < u.min() and u.max() < 1.0

@@ -1,4 +1,4 @@
-"""Named prior distributions (lensml.sim.priors)."""
+"""Named prior distributions (lensml.numerics.priors)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lensml.errors import ConfigError
-from lensml.sim.priors import check_range, draw, support, validate_prior
+from lensml.numerics.priors import check_range, draw, support, validate_prior
 
 
 def _draws(spec, n=2000):
@@ -66,7 +66,7 @@ def test_same_generator_same_draws():
 def test_quantile_is_the_inverse_cdf():
     from scipy import stats
 
-    from lensml.sim.priors import quantile
+    from lensml.numerics.priors import quantile
 
     u = np.linspace(0.001, 0.999, 999)
     spec = {"dist": "normal", "mean": 1.0, "sigma": 2.0, "low": -0.5, "high": 4.0}

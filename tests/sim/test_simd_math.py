@@ -1,4 +1,4 @@
-"""SIMD-friendly elementary functions (lensml.sim.backends.simd_math) against numpy / math in float64."""
+"""SIMD-friendly elementary functions (lensml.numerics.simd_math) against numpy / math in float64."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from lensml.sim.backends import simd_math as sm
+from lensml.numerics import simd_math as sm
 
 RNG = np.random.default_rng(11)
 F32_ULP = 2.0**-23

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lensml.errors import ConfigError
+from lensml.numerics.philox import uniforms
 from lensml.sim import subhalo_tidal as tidal
 from lensml.sim.cosmology import lens_distances
-from lensml.sim.philox import uniforms
 from lensml.sim.simulator import SUBHALO_METADATA_KEYS, build_simulator, stream_tag, subhalo_depth_slot
 from lensml.sim.subhalo import MASS_KEYS, subhalo_masses, subhalo_structure
 from tests.sim.test_simulator import SMALL, physics_cfg

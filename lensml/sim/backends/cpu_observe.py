@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from lensml.jit import kernel
-from lensml.sim.backends.simd_math import F32
+from lensml.numerics.simd_math import F32
 from lensml.sim.instrument import Instrument
 
 

@@ -22,8 +22,29 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from lensml.jit import inline, kernel
-from lensml.sim.backends.cpu_terms import TABLE_SHIFT, RayTerms, ray_terms
-from lensml.sim.backends.simd_math import F32, atan_f32, atanh_f32, exp_f32, f32_bits, log_f32
+from lensml.numerics.simd_math import F32, atan_f32, atanh_f32, exp_f32, f32_bits, log_f32
+from lensml.sim.backends.cpu_terms import TABLE_SHIFT, RayTerms, column, ray_terms
+from lensml.sim.profiles import PROFILES
+
+# The kernels read the per-sample tables by column *name* (``cpu_terms.column``; frozen as constants).
+# macro section: the frame of the major axis, C (g -= C (u, v)) and q
+_XQ0, _XQ_X, _XQ_Y = column("SIE", "xq0"), column("SIE", "xq_x"), column("SIE", "xq_y")
+_YR0, _YR_X, _YR_Y = column("SIE", "yr0"), column("SIE", "yr_x"), column("SIE", "yr_y")
+_C00, _C01, _C10, _C11, _Q = (column("SIE", n) for n in ("c00", "c01", "c10", "c11", "q"))
+# the SIE's own columns, and its flags (1; 2 where its series is used)
+_SIE_QQSS, _SIE_S, _SIE_Q2S, _SIE_KQ, _SIE_K = (
+    column("SIE", n) for n in ("qqss", "s", "q2s", "k_over_q", "k")
+)
+_SIE_FLAG = PROFILES["SIE"].kernel.flag
+# the EPL's own columns and flag
+_EPL_F, _EPL_T, _EPL_TERMS, _EPL_AMP = (column("EPL", n) for n in ("f", "t", "n_terms", "amp"))
+_EPL_FLAG = PROFILES["EPL"].kernel.flag
+# sub section (radial profiles): centre, 1 / Rs^2, table row, N (g -= h N (dx, dy)); flags
+_S_CX, _S_CY, _S_INV_RS2, _S_ROW = (
+    column("NFW", n) for n in ("center_x", "center_y", "inv_rs2", "table_row")
+)
+_S_N00, _S_N01, _S_N10, _S_N11 = (column("NFW", n) for n in ("n00", "n01", "n10", "n11"))
+_SIS_FLAG = PROFILES["SIS"].kernel.flag
 
 
 @inline
@@ -46,9 +67,9 @@ def _epl_row(
     """g -= C alpha' for lenstronomy's EPL (``torch_deflections.alpha_epl``), alpha' in the frame of the major
     axis: 2 b / (1 + q) (b / R)^(t - 1) Omega(phi), R e^{i phi} = q x' + i y'; a SIMD loop per series term."""
     n = x32.shape[0]
-    f, t = macro[b, 7], macro[b, 8]
-    n_terms = int(macro[b, 9])
-    amp = F32(macro[b, 10])
+    f, t = macro[b, _EPL_F], macro[b, _EPL_T]
+    n_terms = int(macro[b, _EPL_TERMS])
+    amp = F32(macro[b, _EPL_AMP])
     power = F32(1.0 - t)
     om_re, om_im, sum_re, sum_im = work[0], work[1], work[2], work[3]
     e2_re, e2_im, r_pow = work[4], work[5], work[6]
@@ -104,15 +125,16 @@ def _row(
         gy[j] = ry + l4 * x32[j]
     flag = macro[b, 0]
     if flag != 0:
-        c2, c5 = F32(macro[b, 2]), F32(macro[b, 5])
-        qqss, s, q2s = F32(macro[b, 7]), F32(macro[b, 8]), F32(macro[b, 9])
-        kq, k = F32(macro[b, 10]), F32(macro[b, 11])
-        m00, m01, m10, m11 = F32(macro[b, 12]), F32(macro[b, 13]), F32(macro[b, 14]), F32(macro[b, 15])
-        xq_r = F32(macro[b, 1] + macro[b, 3] * y)
-        yr_r = F32(macro[b, 4] + macro[b, 6] * y)
-        if flag == 3:  # EPL: Tessore & Metcalf series of the angular function, then (b / R)^(t - 1)
+        c2, c5 = F32(macro[b, _XQ_X]), F32(macro[b, _YR_X])
+        qqss, s, q2s = F32(macro[b, _SIE_QQSS]), F32(macro[b, _SIE_S]), F32(macro[b, _SIE_Q2S])
+        kq, k = F32(macro[b, _SIE_KQ]), F32(macro[b, _SIE_K])
+        m00, m01 = F32(macro[b, _C00]), F32(macro[b, _C01])
+        m10, m11 = F32(macro[b, _C10]), F32(macro[b, _C11])
+        xq_r = F32(macro[b, _XQ0] + macro[b, _XQ_Y] * y)
+        yr_r = F32(macro[b, _YR0] + macro[b, _YR_Y] * y)
+        if flag == _EPL_FLAG:  # EPL: Tessore & Metcalf series of the angular function, then (b / R)^(t - 1)
             _epl_row(b, xq_r, yr_r, c2, c5, m00, m01, m10, m11, x32, macro, gx, gy, work)
-        elif flag == 1:
+        elif flag == _SIE_FLAG:
             for j in range(n):
                 xq = xq_r + c2 * x32[j]
                 yr = yr_r + c5 * x32[j]
@@ -122,7 +144,7 @@ def _row(
                 gx[j] = gx[j] - (m00 * u + m01 * v)
                 gy[j] = gy[j] - (m10 * u + m11 * v)
         else:  # nearly circular: atan(k z) / k and atanh(k z) / k by their series
-            inv_q = F32(1.0 / macro[b, 16])
+            inv_q = F32(1.0 / macro[b, _Q])
             for j in range(n):
                 xq = xq_r + c2 * x32[j]
                 yr = yr_r + c5 * x32[j]
@@ -136,11 +158,12 @@ def _row(
                 gy[j] = gy[j] - (m10 * u + m11 * v)
     kind = sub[b, 0]
     if kind != 0:
-        sx, sy, inv_rs2 = F32(sub[b, 1]), F32(sub[b, 2]), F32(sub[b, 3])
-        n00, n01, n10, n11 = F32(sub[b, 5]), F32(sub[b, 6]), F32(sub[b, 7]), F32(sub[b, 8])
+        sx, sy, inv_rs2 = F32(sub[b, _S_CX]), F32(sub[b, _S_CY]), F32(sub[b, _S_INV_RS2])
+        n00, n01 = F32(sub[b, _S_N00]), F32(sub[b, _S_N01])
+        n10, n11 = F32(sub[b, _S_N10]), F32(sub[b, _S_N11])
         dy = F32(y) - sy
         dy2 = dy * dy
-        if kind == 1:  # SIS: alpha = theta_E (dx, dy) / r, 0 at r = 0 (theta_E is in N)
+        if kind == _SIS_FLAG:  # SIS: alpha = theta_E (dx, dy) / r, 0 at r = 0 (theta_E is in N)
             for j in range(n):
                 dx = x32[j] - sx
                 r2 = dx * dx + dy2
@@ -148,7 +171,7 @@ def _row(
                 gx[j] = gx[j] - h * (n00 * dx + n01 * dy)
                 gy[j] = gy[j] - h * (n10 * dx + n11 * dy)
         else:  # NFW / TNFW: alpha = (alpha_Rs / Rs) h(R / Rs) (dx, dy) (alpha_Rs / Rs is in N)
-            row = int(sub[b, 4])
+            row = int(sub[b, _S_ROW])
             bits_lo = np.int32(table_lo << TABLE_SHIFT)
             bits_hi = np.int32((table_lo + tables.shape[2] - 1) << TABLE_SHIFT)
             for j in range(n):
@@ -184,11 +207,11 @@ def _rays_kernel(
 ) -> None:
     """out[b, i, j] = (g_x, g_y) of the ray at (coords[j], coords[i]) (arcsec) for every sample b.
 
-    Per-sample float64 columns: ``lin`` (B, 6): g_x = l0 + l1 x + l2 y, g_y = l3 + l4 x + l5 y (shear folded
-    in). ``macro`` (B, 17): flag (0 none, 1 SIE, 2 its series, 3 EPL), xq = c1 + c2 x + c3 y,
-    yr = c4 + c5 x + c6 y, then for SIE: q^2 s^2, s, q^2 s, k / q, k, C (2 x 2, row-major; g -= C (u, v)), q
-    (``grid_terms.SieTerms``); for EPL: f, t = gamma - 1, series terms, 2 b^t / (1 + q), -, C. ``sub``
-    (B, 9): flag (0 none, 1 SIS, 2 tabulated), centre x, y, 1 / Rs^2, table row, N (2 x 2; g -= h N (dx, dy)
+    Per-sample float64 columns, read by name (``cpu_terms.column``): ``lin`` (B, 6): g_x = l0 + l1 x + l2 y,
+    g_y = l3 + l4 x + l5 y (shear folded in). ``macro``: flag (0 none, 1 SIE, 2 its series, 3 EPL), the frame
+    ``sie.MACRO_COLUMNS`` (xq = xq0 + xq_x x + xq_y y, yr likewise), the profile's own columns
+    (``sie.SIE_COLUMNS``, ``epl.EPL_COLUMNS``), C (2 x 2, row-major; g -= C (u, v)), q. ``sub``: flag (0 none,
+    1 SIS, 2 tabulated), ``sis.SUB_COLUMNS``: centre x, y, 1 / Rs^2, table row, N (2 x 2; g -= h N (dx, dy)
     with h = 1 / R for SIS, the table's h(R / Rs) otherwise). ``tables`` (T, 2, K): ``radial_table`` rows
     whose first node has index ``table_lo``.
     """

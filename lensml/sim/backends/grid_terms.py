@@ -6,9 +6,8 @@ source-grid coordinates ``g = A (theta - alpha(theta)) + c`` of the rays of a sh
 once per sample, in float64:
 
 - ``fold_shear``: the external shear is linear in theta, so it goes into ``A`` and ``c`` (no pass over rays).
-- ``sie_terms``: lenstronomy's SIE (NIE with s = 1e-10 arcsec) as two per-ray terms
-  ``u = atan(k x' / (psi + s))``, ``v = atanh(k y' / (psi + q^2 s))`` (series for k < 1e-3) in the frame of
-  the major axis, and the 2 x 2 matrix ``R(-phi) b / k`` that takes (u, v) back to a sky deflection.
+- ``sie_terms`` (``lensml.sim.profiles.sie``): lenstronomy's SIE as two per-ray terms and the 2 x 2 matrix
+  that takes them back to a sky deflection.
 - ``tau_key``: the key of the universal NFW / TNFW tables (r_trunc / Rs).
 
 Conventions as ``torch_deflections`` (lenstronomy's), angles in arcsec.
@@ -17,16 +16,14 @@ Conventions as ``torch_deflections`` (lenstronomy's), angles in arcsec.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from lensml.sim.backends.torch_deflections import _MAX_ECC, _SIE_S_SCALE
+from lensml.sim.profiles import PROFILES, get_profile
+from lensml.sim.profiles.sie import SIE_SMALL_K, SieTerms, sie_terms  # noqa: F401 - the SIE's constants
 
 #: Keyword that sets a profile's strength: samples where it is 0 contribute exactly 0 and are skipped.
-STRENGTH = {"SIS": "theta_E", "SIE": "theta_E", "EPL": "theta_E", "NFW": "alpha_Rs", "TNFW": "alpha_Rs"}
-#: Below this k = sqrt(1 - q^2) the SIE terms use their series (atan(k z) / k -> z (1 - (k z)^2 / 3), ...).
-SIE_SMALL_K = 1e-3
+STRENGTH: dict[str, str] = {name: p.strength for name, p in PROFILES.items() if p.strength}
 
 
 def as_numpy(v: object, b: int) -> np.ndarray:
@@ -57,7 +54,7 @@ def fold_shear(
     m, c = affine.astype(np.float64).copy(), offset.astype(np.float64).copy()
     rest = []
     for name, kw in profiles:
-        if name != "SHEAR":
+        if get_profile(name).role != "shear":
             rest.append((name, kw))
             continue
         g1, g2 = kw["gamma1"], kw["gamma2"]
@@ -67,59 +64,6 @@ def fold_shear(
         theta0 = np.stack([kw.get("ra_0", np.zeros(b)), kw.get("dec_0", np.zeros(b))], -1)
         c += np.einsum("bij,bj->bi", a_g, theta0)
     return m, c, rest
-
-
-@dataclass(frozen=True)
-class SieTerms:
-    """Per-sample SIE constants ((R,) float64 arrays; ``rot`` (R, 2, 2)).
-
-    With x' = x0 + cos x + sin y and y' = y0 - sin x + cos y (the frame of the major axis):
-    ``xq = q x'``, ``yr = y'``, ``psi = sqrt(q^2 s^2 + xq^2 + yr^2)``;
-    ``u = atan(k_q xq / (psi + s))``, ``v = atanh(k yr / (psi + q^2 s))`` (``k_q = k / q``); where ``small``,
-    ``u = z1 (1 - (k z1)^2 / 3)``, ``v = z2 (1 + (k z2)^2 / 3)`` with ``z1 = xq / q / (psi + s)``,
-    ``z2 = yr / (psi + q^2 s)``. The deflection is ``rot @ (u, v)``.
-    """
-
-    q: np.ndarray
-    k: np.ndarray
-    s: np.ndarray
-    x0: np.ndarray
-    y0: np.ndarray
-    cos: np.ndarray
-    sin: np.ndarray
-    small: np.ndarray
-    rot: np.ndarray
-
-    @property
-    def k_safe(self) -> np.ndarray:
-        return np.where(self.small, 1.0, self.k)
-
-
-def sie_terms(kw: Mapping[str, np.ndarray]) -> SieTerms:
-    """The SIE constants of ``kw`` (theta_E, e1, e2, center_x, center_y as (R,) arrays), lenstronomy's SIE."""
-    e1, e2 = kw["e1"], kw["e2"]
-    phi = np.arctan2(e2, e1) / 2
-    c = np.minimum(np.hypot(e1, e2), _MAX_ECC)
-    q = (1 - c) / (1 + c)
-    k = np.sqrt(4 * c / (1 + c) ** 2)  # sqrt(1 - q^2) without cancellation
-    cos, sin = np.cos(phi), np.sin(phi)
-    cx = np.broadcast_to(kw.get("center_x", 0.0), q.shape)
-    cy = np.broadcast_to(kw.get("center_y", 0.0), q.shape)
-    b = kw["theta_E"] * np.sqrt(q)  # major-axis critical radius
-    small = k < SIE_SMALL_K
-    scale = b / np.where(small, 1.0, k)
-    rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2) * scale[:, None, None]
-    return SieTerms(
-        q=q,
-        k=k,
-        s=_SIE_S_SCALE / np.sqrt(q),
-        x0=-(cx * cos + cy * sin),
-        y0=cx * sin - cy * cos,
-        cos=cos,
-        sin=sin,
-        small=small,
-        rot=rot,
-    )
 
 
 def tau_key(kw: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -10,8 +10,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from lensml.sim.backends.numpy_observe import observe_numpy
 from lensml.sim.instrument import Instrument, image_coordinates
-from lensml.sim.render import SourceGrids, bilinear_sample, grid_units, observe_numpy
+from lensml.source_grid import SourceGrids, bilinear_sample, grid_units
 
 
 @lru_cache(maxsize=16)

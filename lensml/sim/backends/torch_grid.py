@@ -12,7 +12,9 @@ coefficients folded in float64 on the parameters:
   back to the sky and the factor b / k go into the coefficients (lenstronomy's NIE with s = 1e-10 arcsec,
   conventions as ``torch_deflections.alpha_sie``).
 - ``NFW`` / ``TNFW``: |alpha| / R from a universal exact table (``radial_ratio``), times (dx, dy).
-- any other profile (``SIS``, ``EPL``): its deflection from ``torch_backend.deflection_sparse``.
+- any other profile (``SIS``, ``EPL``, ...): its deflection from ``torch_sparse.deflection_sparse``.
+
+Which path a profile takes is its ``grid_eval`` (``lensml.sim.profiles``).
 
 Profiles are evaluated only on the samples where their strength is non-zero (a prefix of the batch when
 the caller orders the samples so, as ``render_torch`` does; any other subset also works).
@@ -32,16 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lensml.sim.backends.grid_terms import (
-    active_rows,
-    fold_shear,
-    numpy_kwargs,
-    sie_terms,
-    tau_key,
-)
-
-#: Flat buffers are padded to a multiple of this many elements (SIMD block x up to 8 threads).
-PAD = 256
+from lensml.sim.backends.grid_terms import active_rows, fold_shear, numpy_kwargs, sie_terms, tau_key
+from lensml.sim.backends.torch_sparse import deflection_sparse
+from lensml.sim.backends.torch_tables import LN_X_LO, PAD, table_lookup
+from lensml.sim.profiles import PROFILES
 
 
 class _Rays:
@@ -112,45 +108,6 @@ def _sie_terms(rays: _Rays, kw: Mapping[str, np.ndarray]) -> tuple[Tensor, Tenso
     return u, v, t.rot
 
 
-#: ln(R / Rs) range and size of the universal NFW / TNFW tables (step 0.008 in ln x: relative error ~1e-5)
-LN_X_LO, LN_X_HI, RADIAL_TABLE_SIZE = math.log(1e-6), math.log(1e8), 4096
-_TABLES: dict[tuple[str, float, str, str], tuple[Tensor, Tensor]] = {}
-
-
-def _radial_table(name: str, tau: float, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """ln(|alpha| / R) of profile ``name`` with Rs = 1, alpha_Rs = 1 (and r_trunc = tau) at
-    ``RADIAL_TABLE_SIZE`` radii log-spaced in [1e-6, 1e8], and its forward differences; cached.
-
-    |alpha|(R) / R = alpha_Rs / Rs * h(R / Rs) for NFW and TNFW (at fixed tau = r_trunc / Rs), lenstronomy's
-    small-radius clamps included (they act on R / Rs), so one table serves every sample.
-    """
-    from lensml.sim.backends.torch_lens import PROFILES
-
-    key = (name, tau, str(dtype), str(device))
-    if key not in _TABLES:
-        x = torch.exp(torch.linspace(LN_X_LO, LN_X_HI, RADIAL_TABLE_SIZE, dtype=torch.float64))
-        kw = {"Rs": 1.0, "alpha_Rs": 1.0} | ({"r_trunc": key[1]} if name == "TNFW" else {})
-        ax, _ = PROFILES[name](x, torch.zeros_like(x), **kw)
-        ln_h = torch.log(torch.clamp(ax / x, min=1e-300))
-        slope = torch.diff(ln_h, append=ln_h[-1:])  # ln_h[k + 1] - ln_h[k]
-        _TABLES[key] = (ln_h.to(dtype=dtype, device=device), slope.to(dtype=dtype, device=device))
-    return _TABLES[key]
-
-
-def table_lookup(name: str, tau: float, q2: Tensor) -> Tensor:
-    """h(x) of profile ``name`` (r_trunc / Rs = ``tau``) at ``q2 = (x / 1e-6)^2``, x = R / Rs, from the table.
-
-    ``q2`` is a flat contiguous buffer, overwritten (padding elements included: give zeros there); the
-    table coordinate is ln(q2) / (2 step), clamped to the table (lenstronomy's core below x = 1e-6).
-    """
-    ln_h, slope = _radial_table(name, tau, q2.dtype, q2.device)
-    step = (LN_X_HI - LN_X_LO) / (RADIAL_TABLE_SIZE - 1)
-    t = q2.log_().mul_(0.5 / step).clamp_(0.0, RADIAL_TABLE_SIZE - 1.000001)
-    i0 = t.int()  # t >= 0: truncation is the floor (int32 indices: index_select is the fast gather)
-    w = t.frac_()
-    return ln_h.index_select(0, i0).addcmul_(w, slope.index_select(0, i0)).exp_()
-
-
 def _outer_square(rays: _Rays, out: Tensor, cx: np.ndarray, cy: np.ndarray, scale: np.ndarray) -> None:
     """out = scale ((x_j - cx)^2 + (y_i - cy)^2) per sample, written into the flat buffer ``out``."""
     x = rays.coords64
@@ -199,7 +156,7 @@ def source_grid_coordinates(
         rows = active_rows(name, kw, b)
         if rows.size == 0:
             continue
-        if name in ("NFW", "TNFW"):  # one universal table per r_trunc / Rs
+        if PROFILES[name].grid_eval == "radial_table":  # one universal table per r_trunc / Rs
             taus = tau_key({k: v[rows] for k, v in kw.items()})
             for tau in np.unique(taus):
                 part = rows[taus == tau]
@@ -221,11 +178,12 @@ def _add_profile(
     """g[rows] -= A alpha for one profile on the samples ``rows`` (its kwargs ``kw`` already selected)."""
     rays = _Rays(coords, rows.size)
     dtype, dev = coords.dtype, coords.device
-    if name == "SIE":
+    how = PROFILES[name].grid_eval
+    if how == "sie_terms":
         u, v, rot = _sie_terms(rays, kw)
         coef = -np.einsum("bij,bjk->bik", a_rows, rot)  # g -= A R (u, v)
         _accumulate(g_v, rows, b, [(rays.view(u), coef[:, :, 0]), (rays.view(v), coef[:, :, 1])])
-    elif name in ("NFW", "TNFW"):
+    elif how == "radial_table":
         kw.setdefault("center_x", np.zeros(rows.size))
         kw.setdefault("center_y", np.zeros(rows.size))
         h, factor = radial_ratio(name, rays, kw)
@@ -241,8 +199,6 @@ def _add_profile(
             terms.append((ratio, row[:, None, :], col[:, :, None]))
         _accumulate_radial(g_v, rows, b, terms)
     else:
-        from lensml.sim.backends.torch_backend import deflection_sparse
-
         yy, xx = torch.meshgrid(coords, coords, indexing="ij")
         kw_t = {k: torch.as_tensor(v, dtype=dtype, device=dev) for k, v in kw.items()}
         ax, ay = deflection_sparse(xx[None], yy[None], [name], [kw_t])

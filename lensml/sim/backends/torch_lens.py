@@ -1,8 +1,8 @@
 """Composite single-plane lens models in PyTorch: sum of profiles, ray shooting (arcsec, batch first).
 
 Profile names and keyword arguments are lenstronomy's
-(``LensModel(lens_model_list).alpha(x, y, kwargs_list)``); see ``lensml.sim.backends.torch_deflections``
-for the conventions and shapes.
+(``LensModel(lens_model_list).alpha(x, y, kwargs_list)``); the profiles come from the registry
+(``lensml.sim.profiles``), their conventions and shapes from ``lensml.sim.profiles.base``.
 """
 
 from __future__ import annotations
@@ -13,32 +13,11 @@ import torch
 from torch import Tensor
 
 from lensml.errors import ConfigError
-from lensml.sim.backends.torch_deflections import (
-    alpha_epl,
-    alpha_nfw,
-    alpha_shear,
-    alpha_sie,
-    alpha_sis,
-    alpha_tnfw,
-)
+from lensml.sim.profiles import PROFILES as _REGISTRY
+from lensml.sim.profiles import get_profile
 
-PROFILES: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
-    "SIS": alpha_sis,
-    "SIE": alpha_sie,
-    "EPL": alpha_epl,
-    "SHEAR": alpha_shear,
-    "NFW": alpha_nfw,
-    "TNFW": alpha_tnfw,
-}
-
-
-def _profile(name: str) -> Callable[..., tuple[Tensor, Tensor]]:
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ConfigError(
-            f"Unknown lens profile {name!r} in lens_model_list; use one of {sorted(PROFILES)}."
-        ) from None
+#: lenstronomy name -> torch deflection (from the registry).
+PROFILES: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {n: p.alpha for n, p in _REGISTRY.items()}
 
 
 def alpha_total(
@@ -50,7 +29,7 @@ def alpha_total(
             f"lens_model_list has {len(lens_model_list)} profiles but kwargs_list has {len(kwargs_list)} "
             "entries; give one kwargs dict per profile."
         )
-    funcs = [_profile(name) for name in lens_model_list]
+    funcs = [get_profile(name).alpha for name in lens_model_list]
     ax, ay = torch.zeros_like(x), torch.zeros_like(y)
     for func, kwargs in zip(funcs, kwargs_list):
         dax, day = func(x, y, **kwargs)
