@@ -3,9 +3,10 @@
 In the control setting (lens and source fixed) two kinds of input must be at chance:
 
 - ``mask``: the validity mask alone. With ``noise.mask_from=observed`` it is a threshold of the *noisy*
-  flux, so it carries at most what the flux channel carries (near nothing at the 5 % isophote); with the
-  idealised ``noiseless`` mask it is a noise-free isophote of the lensed image and detects subhalos (the v1
-  leak). The ``noiseless`` condition is the positive control: it shows the classifiers can find a leak.
+  flux, so it carries at most what the flux channel carries (a massive subhalo that moves the isophote is
+  visible in it, as in the flux); with the idealised ``noiseless`` mask it is a noise-free isophote of the
+  lensed image and detects subhalos (the v1 leak). The ``noiseless`` condition is the positive control: it
+  shows the classifiers can find a leak.
 - ``shuffled velocity``: the velocity map and mask of *another* sample of the split (the
   ``flux_shuffled_velocity`` pairing, ``lensml.data.channels.shuffle_permutation``). Its label information
   must be zero by construction; a score above chance means the shuffle or the renderer leaks.
