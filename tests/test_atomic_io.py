@@ -86,3 +86,62 @@ def test_sweep_removes_only_stale_temp_files_of_this_tool(tmp_path: Path) -> Non
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_live_writer_on_this_host_keeps_its_temp_however_old(tmp_path: Path) -> None:
+    """A write slower than STALE_AGE_S (a long checkpoint, a stalled download) is not swept from under it."""
+    from lensml.atomic_io import STALE_AGE_S, atomic_path, sweep_stale_temps
+
+    final = tmp_path / "last.ckpt"
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(b"a long write")
+        past = time.time() - 2 * STALE_AGE_S
+        os.utime(tmp, (past, past))  # untouched for 12 h, but its writer (this process) is alive
+        assert sweep_stale_temps(tmp_path) == [] and tmp.exists()
+    assert final.read_bytes() == b"a long write"
+
+
+def test_a_reused_pid_does_not_keep_a_dead_writers_temp(tmp_path: Path) -> None:
+    """Same host, PID alive but started at another time than the writer named in the temp: swept."""
+    from lensml.atomic_io import host_tag, process_start_ticks, sweep_stale_temps
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = process_start_ticks(live.pid)
+        if start is None:
+            pytest.skip("no /proc/<pid>/stat: start times unknown")
+        host = host_tag()
+        own = tmp_path / f".a.npz.{live.pid}-{start}@{host}.abcdefgh.tmp.npz"      # the live writer's
+        reused = tmp_path / f".b.npz.{live.pid}-{start + 1}@{host}.abcdefgh.tmp.npz"  # a dead one's
+        for p in (own, reused):
+            p.write_bytes(b"x")
+        assert sweep_stale_temps(tmp_path) == [reused] and own.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path: Path, monkeypatch) -> None:
+    """Power-loss safety: data on disk before the name points at it; a folder that refuses fsync is fine."""
+    import errno
+    import stat
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        events.append("fsync dir" if is_dir else f"fsync file {os.fstat(fd).st_size}")
+        if is_dir:
+            raise OSError(errno.EINVAL, "Invalid argument")  # e.g. some network filesystems
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_bytes(tmp_path / "b.bin", b"12345")
+    assert events == ["fsync file 5", "replace", "fsync dir"]
+    assert (tmp_path / "b.bin").read_bytes() == b"12345"
