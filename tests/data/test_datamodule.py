@@ -136,3 +136,12 @@ def test_shuffled_simulated_velocity_stays_inside_its_own_mask(mode, compose_tra
     np.testing.assert_allclose(x[:, 2], x_own[ds.perm, 2])  # the mask of sample perm(i)
     np.testing.assert_allclose(x[:, 0], x_own[:, 0], rtol=1e-4, atol=1e-4)  # the own flux
     assert not np.array_equal(x[:, 2], x_own[:, 2])
+
+
+def test_quickstart_experiment_composes_and_passes_the_checks(compose_train):
+    """``make run``'s task: control physics (fixed lens and source), model=resnet, fresh samples per epoch."""
+    cfg = compose_train("experiment=quickstart")
+    check_train_config(cfg)
+    assert cfg.model.name == "resnet" and cfg.data.stream and cfg.data.channels == "flux"
+    assert cfg.lens.theta_E == 1.0 and cfg.source.n_clumps == 0
+    build_simulator(physics_config(cfg))
