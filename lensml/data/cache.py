@@ -11,9 +11,13 @@ Layout (``<cache_dir>`` defaults to ``data/sim_dataset``)::
 Every shard is written under a temporary name and renamed (``lensml.atomic_io``), so a crash never leaves a
 half shard under a final name; temporary files of killed writers are swept by the next run. ``generate_cache``
 writes the manifest first with ``complete: false``, skips shards that already exist, load cleanly and match
-the sha256 the previous run recorded (resume after a crash), and marks the manifest complete at the end. It
+the sha256 the previous run recorded (resume after a crash), and marks the manifest complete at the end. A
+re-run that finds the cache complete, at least as large as asked and every shard intact writes nothing (a
+run reading the cache never sees it incomplete); do not extend or repair a cache that a run is reading. It
 never shrinks a cache of the same config: asking for fewer samples keeps the larger cache (runs read a
-prefix); ``overwrite=true`` rebuilds at exactly the requested sizes.
+prefix); after a killed build only the finished shards are kept (a smaller request renders only what it
+needs); ``overwrite=true`` rebuilds at exactly the requested sizes. A manifest that is not valid JSON is
+refused (the shards' config is then unknown) unless ``overwrite=true``.
 ``CacheReader`` refuses a cache that is incomplete, was made from another config (hash mismatch), holds too
 few samples, or whose shards fail their checksum (``verify_shards``: all of a run's shards, at its start).
 Samples are identical to the on-the-fly ones: shard rows are
@@ -145,8 +149,10 @@ def generate_cache(
     counts = {s: int(counts.get(s, 0)) for s in SPLITS}
     known_sha: dict[str, str] = {}  # shard file -> sha256 recorded by the previous run
     old_shards: dict[str, Any] = {}
-    if manifest_path.exists():
-        old = _read_manifest(manifest_path)
+    old = _read_manifest(manifest_path, overwrite) if manifest_path.exists() else None
+    if old is None and manifest_path.exists():  # not valid JSON, overwrite=true
+        _remove_shards(out)
+    elif old is not None:
         if old.get("config_hash") != chash or old.get("shard_size") != shard_size:
             if not overwrite:
                 raise DataError(
@@ -158,9 +164,16 @@ def generate_cache(
         elif overwrite:
             _remove_shards(out)  # same config, but the user asked for exactly these sizes from scratch
         else:
-            counts = _keep_larger(out, old, counts)
+            counts = _keep_larger(out, old, counts, shard_size)
             old_shards = old.get("shards", {})
             known_sha = {e["file"]: e["sha256"] for es in old_shards.values() for e in es}
+            if _intact(out, old, counts, shard_size):  # nothing to do: leave the manifest alone
+                log.info("cache %s is complete with %s samples; nothing to render", out, counts)
+                if on_total:
+                    on_total(sum(counts.values()))
+                if progress:
+                    progress(sum(counts.values()))
+                return old
     seed = int(config["seed"])
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -312,12 +325,40 @@ class CacheReader:
         return state
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(path: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The manifest at ``path``; if it is not valid JSON: None with ``overwrite``, else ``DataError``."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        log.warning("%s is not valid JSON; the cache is rebuilt (finished shards that load are kept)", path)
-        return {}
+        old = json.loads(path.read_text())
+        if isinstance(old, dict):
+            return old
+        problem = f"holds a JSON {type(old).__name__}, not a manifest"
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problem = f"is not valid JSON ({exc})"
+    if overwrite:
+        log.warning("%s %s; overwrite=true: rebuilding the cache from scratch", path, problem)
+        return None
+    raise DataError(
+        f"{path} {problem}: the config and checksums of the shards beside it are unknown, so they cannot be "
+        "reused; pass overwrite=true to rebuild the cache (every shard re-rendered), or choose another "
+        "data.cache_dir"
+    )
+
+
+def _intact(out: Path, old: Mapping[str, Any], counts: Mapping[str, int], shard_size: int) -> bool:
+    """True if ``old`` is complete, holds exactly ``counts``, every shard there with its recorded sha256."""
+    if not old.get("complete") or dict(old.get("counts", {})) != dict(counts):
+        return False
+    for split in SPLITS:
+        entries = old.get("shards", {}).get(split, [])
+        ranges = shard_ranges(counts[split], shard_size)
+        want = [(shard_name(split, k), a, b) for k, (a, b) in enumerate(ranges)]
+        if [(e.get("file"), e.get("start"), e.get("stop")) for e in entries] != want:
+            return False
+        for e in entries:
+            path = out / e["file"]
+            if not path.is_file() or file_sha256(path) != e.get("sha256"):
+                return False
+    return True
 
 
 def _remove_shards(out: Path) -> None:
@@ -326,23 +367,47 @@ def _remove_shards(out: Path) -> None:
             f.unlink()
 
 
-def _keep_larger(out: Path, old: Mapping[str, Any], counts: dict[str, int]) -> dict[str, int]:
+def _keep_larger(
+    out: Path, old: Mapping[str, Any], counts: dict[str, int], shard_size: int
+) -> dict[str, int]:
     """Sizes to (re)build: never fewer per split than the existing cache of the same config holds.
 
     A smaller request is served from the first samples of the larger cache (``CacheReader`` reads a
-    prefix); finished shards are never re-rendered or dropped. ``overwrite=true`` rebuilds at exactly the
-    requested sizes.
+    prefix); finished shards are never re-rendered or dropped. An incomplete cache (a killed build) holds
+    only what its finished shards cover: the sizes it was asked for are not rendered unless requested again.
+    ``overwrite=true`` rebuilds at exactly the requested sizes.
     """
     have = {s: int(old.get("counts", {}).get(s, 0)) for s in SPLITS}
+    complete = bool(old.get("complete"))
+    if not complete:
+        have = {s: _finished_prefix(out, s, have[s], shard_size) for s in SPLITS}
     kept = {s: max(counts[s], have[s]) for s in SPLITS}
     for s in SPLITS:
         if have[s] > counts[s]:
+            what = "holds" if complete else "holds from a stopped build (finished shards)"
             log.warning(
-                "%s holds %d %s samples (data.n_%s=%d requested): keeping all %d, a run with data.n_%s=%d "
+                "%s %s %d %s samples (data.n_%s=%d requested): keeping all %d, a run with data.n_%s=%d "
                 "reads the first %d; overwrite=true rebuilds it at the requested size",
-                out, have[s], s, s, counts[s], have[s], s, counts[s], counts[s],
+                out, what, have[s], s, s, counts[s], have[s], s, counts[s], counts[s],
             )
     return kept
+
+
+def _finished_prefix(out: Path, split: str, n: int, shard_size: int) -> int:
+    """Samples [0, k) of ``split`` held by consecutive finished shards (``n``: the size built for)."""
+    covered = 0
+    for k, (start, stop) in enumerate(shard_ranges(n, shard_size)):
+        try:
+            with np.load(out / shard_name(split, k), allow_pickle=False) as z:
+                index = z["index"]
+        except Exception:  # missing or unreadable: the prefix ends here
+            break
+        if len(index) == 0 or not np.array_equal(index, np.arange(start, start + len(index))):
+            break
+        covered = start + len(index)
+        if covered < stop:  # the last shard of an earlier, smaller build
+            break
+    return covered
 
 
 def _entry(path: Path, start: int, stop: int) -> dict[str, Any]:

@@ -226,3 +226,59 @@ def test_shards_and_manifest_follow_the_umask(tmp_path, sim_cfg, simulator):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "c").iterdir()}
     assert set(modes.values()) == {0o664}, modes
+
+
+def test_invalid_manifest_json_is_one_clear_error_and_shards_stay(cache, sim_cfg, simulator, tmp_path):
+    """A manifest that is not JSON: one DataError naming the file and overwrite=true; no shard touched."""
+    out = _copy(cache, tmp_path / "c")
+    (out / "manifest.json").write_text('{"format": "lensml-sim-cache", "counts": {')  # cut short
+    before = {p.name: p.read_bytes() for p in out.glob("*.npz")}
+    with pytest.raises(DataError, match=r"manifest.json is not valid JSON.*cannot be reused.*overwrite=true"):
+        generate_cache(simulator, cache_config(sim_cfg, 7), COUNTS, out, shard_size=4, render_batch=3)
+    assert {p.name: p.read_bytes() for p in out.glob("*.npz")} == before
+    small = {"train": 2, "val": 1, "test": 1}
+    m = generate_cache(simulator, cache_config(sim_cfg, 7), small, out, shard_size=4, overwrite=True)
+    assert m["complete"] and m["counts"] == small
+
+
+def test_a_killed_large_build_does_not_force_its_size_on_a_small_request(cache, sim_cfg, simulator, tmp_path):
+    """After a killed 50k build, 2 train samples render only what they need; finished shards are kept."""
+    out = _copy(cache, tmp_path / "c")
+    for name in ("train_00002.npz", "val_00000.npz", "test_00000.npz"):  # killed during train shard 2
+        (out / name).unlink()
+    m = json.loads((out / "manifest.json").read_text())
+    m.update(complete=False, counts={"train": 50_000, "val": 5_000, "test": 5_000}, shards={})
+    (out / "manifest.json").write_text(json.dumps(m))
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("train_*.npz")}
+    totals = []
+
+    def on_total(n: int) -> None:
+        totals.append(n)
+        assert n < 1000, f"would render {n} samples for a request of 6"
+
+    small = {"train": 2, "val": 4, "test": 4}
+    m = generate_cache(simulator, cache_config(sim_cfg, 7), small, out, shard_size=4, render_batch=3,
+                       on_total=on_total)
+    assert m["complete"] and m["counts"] == {"train": 8, "val": 4, "test": 4} and totals == [16]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("train_*.npz")} == kept  # not re-rendered
+    ref = CacheReader(cache, cache_config(sim_cfg, 7), COUNTS)
+    got = CacheReader(out, cache_config(sim_cfg, 7), small)
+    assert_same_samples(got.load_split("train", 8), ref.get("train", np.arange(8), 10), "kept prefix")
+
+
+def test_a_no_op_rerun_leaves_the_manifest_alone(cache, sim_cfg, simulator, tmp_path, monkeypatch):
+    """Re-running make_dataset on a complete cache never shows a concurrently starting run 'incomplete'."""
+    import lensml.data.cache as cache_mod
+
+    out = _copy(cache, tmp_path / "c")
+    before = (out / "manifest.json").read_bytes()
+    writes = []
+    monkeypatch.setattr(cache_mod, "write_json", lambda path, obj: writes.append((path, obj["complete"])))
+    for counts in (COUNTS, {"train": 2, "val": 4, "test": 1}):  # the same sizes, or smaller ones
+        m = generate_cache(simulator, cache_config(sim_cfg, 7), counts, out, shard_size=4, render_batch=3)
+        assert m["complete"] and m["counts"] == COUNTS
+    assert writes == [] and (out / "manifest.json").read_bytes() == before
+    (out / "val_00000.npz").write_bytes(b"corrupt")  # something to repair: the manifest is rewritten
+    monkeypatch.undo()
+    generate_cache(simulator, cache_config(sim_cfg, 7), COUNTS, out, shard_size=4, render_batch=3)
+    assert CacheReader(out, cache_config(sim_cfg, 7), COUNTS).verify_shards(COUNTS) == 5
