@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lensml.data.channels import CHANNEL_MODES, InputNorm, check_streams
+from lensml.data.channels import CHANNEL_MODES, InputNorm, check_streams, layout
 from lensml.errors import ConfigError
 from lensml.paths import CONF_DIR
 
@@ -64,7 +65,26 @@ def check_data(cfg: DictConfig) -> None:
     ch = _get(cfg, "data.channels")
     if ch not in CHANNEL_MODES:
         raise ConfigError(f"data.channels={ch!r} is unknown; use one of {sorted(CHANNEL_MODES)}")
-    InputNorm.from_cfg(_get(cfg, "data"))  # data.flux_norm, flux_snr_scale, sigma_v_ref_kms
+    norm = InputNorm.from_cfg(_get(cfg, "data"))  # data.flux_norm, flux_snr_scale, sigma_v_ref_kms
+    check_snr_has_noise(cfg, norm.flux_norm, ch)
+
+
+def check_snr_has_noise(cfg: DictConfig, flux_norm: str, channels: str) -> None:
+    """``data.flux_norm=snr`` divides the flux by its noise sigma: refused when the config has no flux noise.
+
+    No noise = ``noise.peak_snr`` null (or inf) and ``noise.background_sigma_frac`` 0: ``flux_sigma`` is 0.
+    """
+    if flux_norm != "snr" or "flux" not in layout(channels).channels:
+        return
+    snr = OmegaConf.select(cfg, "noise.peak_snr", default=None)
+    background = OmegaConf.select(cfg, "noise.background_sigma_frac", default=0.0)
+    no_poisson = snr is None or (isinstance(snr, int | float) and not math.isfinite(snr))
+    if no_poisson and isinstance(background, int | float) and not background > 0:
+        raise ConfigError(
+            f"data.flux_norm=snr needs flux noise, but noise.peak_snr={snr} and noise.background_sigma_frac="
+            f"{background} make the flux noiseless (flux_sigma 0: no S/N units); use data.flux_norm=peak, or "
+            "set noise.peak_snr (e.g. 30) or noise.background_sigma_frac > 0"
+        )
 
 
 def check_model(cfg: DictConfig) -> None:

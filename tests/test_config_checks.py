@@ -42,3 +42,25 @@ def test_shipped_configs_pass(compose_train, model: str, trainer: str, logger: s
     cfg = compose_train(f"model={model}", f"trainer={trainer}", f"logger={logger}", "data=cache")
     check_train_config(cfg, {"model": model})
     check_train_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["data.flux_norm=snr", "noise.peak_snr=null", "noise.background_sigma_frac=0"], True),
+        (["data.flux_norm=snr", "noise.peak_snr=inf", "noise.background_sigma_frac=0.0"], True),
+        (["data.flux_norm=snr", "noise.peak_snr=null", "noise.background_sigma_frac=0.01"], False),
+        (["data.flux_norm=snr", "noise.peak_snr=30", "noise.background_sigma_frac=0"], False),
+        (["data.flux_norm=peak", "noise.peak_snr=null", "noise.background_sigma_frac=0"], False),
+        (["data.flux_norm=snr", "noise.peak_snr=null", "noise.background_sigma_frac=0",
+          "data.channels=velocity", "model=baseline"], False),  # no flux channel: nothing divided
+    ],
+)
+def test_snr_flux_norm_without_noise_is_refused_at_start(compose_train, overrides, refused: bool) -> None:
+    """A noiseless flux in S/N units would fail inside a DataLoader worker; refused before, in one line."""
+    cfg = compose_train(*overrides)
+    if refused:
+        with pytest.raises(ConfigError, match=r"data\.flux_norm=snr needs flux noise.*noise\.peak_snr"):
+            check_train_config(cfg)
+    else:
+        check_train_config(cfg)
