@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lensml.errors import ConfigError
+from lensml.sim.lens_multipoles import draw_multipoles, multipole_kwargs
 from lensml.sim.profiles import PROFILES
 
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
@@ -41,7 +42,9 @@ def subhalo_depth_slot(n_candidates: int) -> int:
     return len(SUBHALO_SLOTS) + 2 * n_candidates
 
 #: Random streams of a sample (``stream_tag``).
-STREAMS: dict[str, int] = {"lens": 0, "source": 1, "subhalo": 2, "noise": 3, "noise_params": 4}
+STREAMS: dict[str, int] = {
+    "lens": 0, "source": 1, "subhalo": 2, "noise": 3, "noise_params": 4, "multipole": 5
+}  # fmt: skip
 #: Uniform slots of the noise-parameter stream (the pixel noise itself comes from the "noise" stream's seed).
 NOISE_SLOTS: dict[str, int] = {"peak_snr": 0}
 #: Intrinsic line dispersion (km/s) given to MaNGA templates unless ``source.template_sigma0_kms`` is set:
@@ -164,6 +167,9 @@ class ParameterDraws:
             lens["e2"] = quantile(c["e2"], u[:, slot["e2"]])
         for name in ("gamma1", "gamma2", "center_x", "center_y"):
             lens[name] = quantile(c[name], u[:, slot[name]])
+        if self.multipoles.orders:  # own stream: the same prior whatever the label (lens_multipoles)
+            u = uniforms(seed, stream_tag(split, "multipole"), idx, self.multipoles.n_slots)
+            lens.update(draw_multipoles(self.multipoles, u, lens))
         u_src = uniforms(seed, stream_tag(split, "source"), idx, self.sources.n_slots)
         source = self.sources.draw_batch(split, u_src, lens["center_x"], lens["center_y"])
 
@@ -293,7 +299,8 @@ class ParameterDraws:
         )
 
     def lens_kwargs(self, draws: DrawBatch | Sequence[_Draw]) -> list[dict[str, np.ndarray]]:
-        """Batch-first lenstronomy kwargs [macro, SHEAR, subhalo] of drawn samples (mass 0 when absent)."""
+        """Batch-first lenstronomy kwargs [macro, SHEAR, multipoles..., subhalo] of drawn samples (mass 0 when
+        absent), in the order of ``lens_model_list``."""
         draws = _as_batch(draws)
         macro = {k: draws.lens[k] for k in PROFILES[self.macro_model].params if k in draws.lens}
         shear = {k: draws.lens[k] for k in ("gamma1", "gamma2")}
@@ -309,5 +316,6 @@ class ParameterDraws:
             center_y=draws.sub_y,
             **self._subhalo_args(draws),
         )
-        return [macro, shear, {k: np.asarray(v, dtype=float) for k, v in sub.items()}]
+        sub = {k: np.asarray(v, dtype=float) for k, v in sub.items()}
+        return [macro, shear, *multipole_kwargs(self.multipoles, draws.lens), sub]
 

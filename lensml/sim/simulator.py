@@ -70,6 +70,7 @@ from lensml.sim.draws import (  # noqa: F401 - the seam's public names, importab
     stream_tag,
     subhalo_depth_slot,
 )
+from lensml.sim.lens_multipoles import multipole_settings
 from lensml.sim.settings import (  # noqa: F401
     PHYSICS_GROUPS,
     SubhaloSettings,
@@ -180,7 +181,9 @@ class LensSimulator(ParameterDraws, Simulator):
         self.sources = SourceSampler(cfg["source"], self.z_source, self.cosmology)
         self.n_pix = self.instrument.n_pix
         self.pixel_scale_arcsec = self.instrument.pixel_scale_arcsec
-        self.lens_model_list = [self.macro_model, "SHEAR", self.subhalo.profile]
+        self.multipoles = multipole_settings(lens.get("multipoles"))
+        multipoles = ["MULTIPOLE"] * len(self.multipoles.orders)
+        self.lens_model_list = [self.macro_model, "SHEAR", *multipoles, self.subhalo.profile]
         # a subhalo mass at the top of the prior must be convertible (fails here, not in a worker)
         self._subhalo_kwargs(
             np.array([self.subhalo.mass_high_msun, 0.0]), np.ones(2), np.zeros(2), np.zeros(2), np.ones(2)

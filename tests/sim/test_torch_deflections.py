@@ -39,6 +39,8 @@ def _random_kwargs(name: str, rng: np.random.Generator, i: int) -> dict[str, flo
     if name == "TNFW":
         return dict(Rs=rng.uniform(0.02, 3.0), alpha_Rs=rng.uniform(0.001, 2.0),
                     r_trunc=rng.uniform(0.05, 30.0), center_x=cx, center_y=cy)
+    if name == "MULTIPOLE":
+        return dict(m=3 + i % 2, a_m=rng.uniform(0, 0.05), phi_m=rng.uniform(-3, 3), center_x=cx, center_y=cy)
     raise AssertionError(name)
 
 
@@ -96,6 +98,7 @@ ZERO_STRENGTH = {
     "SHEAR": dict(gamma1=0.0, gamma2=0.0),
     "NFW": dict(Rs=0.5, alpha_Rs=0.0),
     "TNFW": dict(Rs=0.5, alpha_Rs=0.0, r_trunc=2.5),
+    "MULTIPOLE": dict(m=4, a_m=0.0, phi_m=0.3),
 }
 
 

@@ -25,6 +25,7 @@ from lensml.jit import inline, kernel
 from lensml.numerics.simd_math import F32, atan_f32, atanh_f32, exp_f32, f32_bits, log_f32
 from lensml.sim.backends.cpu_terms import TABLE_SHIFT, RayTerms, column, ray_terms
 from lensml.sim.profiles import PROFILES
+from lensml.sim.profiles.multipole import kernel_row as multipole_row
 
 # The kernels read the per-sample tables by column *name* (``cpu_terms.column``; frozen as constants).
 # macro section: the frame of the major axis, C (g -= C (u, v)) and q
@@ -45,6 +46,8 @@ _S_CX, _S_CY, _S_INV_RS2, _S_ROW = (
 )
 _S_N00, _S_N01, _S_N10, _S_N11 = (column("NFW", n) for n in ("n00", "n01", "n10", "n11"))
 _SIS_FLAG = PROFILES["SIS"].kernel.flag
+# extra section: each entry's flag picks its row function
+_MULTIPOLE_FLAG = PROFILES["MULTIPOLE"].kernel.flag
 
 
 @inline
@@ -106,6 +109,7 @@ def _row(
     lin: np.ndarray,
     macro: np.ndarray,
     sub: np.ndarray,
+    extra: np.ndarray,
     tables: np.ndarray,
     table_lo: int,
     gx: np.ndarray,
@@ -156,6 +160,9 @@ def _row(
                 v = z2 * (F32(1.0) + kz2 * kz2 / F32(3.0))
                 gx[j] = gx[j] - (m00 * u + m01 * v)
                 gy[j] = gy[j] - (m10 * u + m11 * v)
+    for e in range(extra.shape[1]):  # additive terms (multipoles), in the order of the lens list
+        if extra[b, e, 0] == _MULTIPOLE_FLAG:
+            multipole_row(extra[b, e], y, x32, gx, gy)
     kind = sub[b, 0]
     if kind != 0:
         sx, sy, inv_rs2 = F32(sub[b, _S_CX]), F32(sub[b, _S_CY]), F32(sub[b, _S_INV_RS2])
@@ -201,6 +208,7 @@ def _rays_kernel(
     lin: np.ndarray,
     macro: np.ndarray,
     sub: np.ndarray,
+    extra: np.ndarray,
     tables: np.ndarray,
     table_lo: int,
     out: np.ndarray,
@@ -212,14 +220,16 @@ def _rays_kernel(
     ``sie.MACRO_COLUMNS`` (xq = xq0 + xq_x x + xq_y y, yr likewise), the profile's own columns
     (``sie.SIE_COLUMNS``, ``epl.EPL_COLUMNS``), C (2 x 2, row-major; g -= C (u, v)), q. ``sub``: flag (0 none,
     1 SIS, 2 tabulated), ``sis.SUB_COLUMNS``: centre x, y, 1 / Rs^2, table row, N (2 x 2; g -= h N (dx, dy)
-    with h = 1 / R for SIS, the table's h(R / Rs) otherwise). ``tables`` (T, 2, K): ``radial_table`` rows
+    with h = 1 / R for SIS, the table's h(R / Rs) otherwise). ``extra`` (B, E, W): up to E additive terms
+    per sample, each a flag (0 none, 1 MULTIPOLE) and its profile's columns (``multipole.EXTRA_COLUMNS``).
+    ``tables`` (T, 2, K): ``radial_table`` rows
     whose first node has index ``table_lo``.
     """
     n = coords.shape[0]
     x32, gx, gy, work = _row_buffers(coords)
     for b in range(lin.shape[0]):
         for i in range(n):
-            _row(b, coords[i], x32, lin, macro, sub, tables, table_lo, gx, gy, work)
+            _row(b, coords[i], x32, lin, macro, sub, extra, tables, table_lo, gx, gy, work)
             for j in range(n):
                 out[b, i, j, 0] = gx[j]
                 out[b, i, j, 1] = gy[j]
@@ -231,6 +241,7 @@ def _render_kernel(
     lin: np.ndarray,
     macro: np.ndarray,
     sub: np.ndarray,
+    extra: np.ndarray,
     tables: np.ndarray,
     table_lo: int,
     source: np.ndarray,
@@ -257,7 +268,7 @@ def _render_kernel(
     for b in range(lin.shape[0]):
         src = source[b].reshape(-1)
         for i in range(n):
-            _row(b, coords[i], x32, lin, macro, sub, tables, table_lo, gx, gy, work)
+            _row(b, coords[i], x32, lin, macro, sub, extra, tables, table_lo, gx, gy, work)
             for j in range(n):  # bilinear sample: clamped into the zero border, outside reads 0
                 ix = min(max(gx[j] * half + offset, F32(0.0)), top)
                 iy = min(max(gy[j] * half + offset, F32(0.0)), top)

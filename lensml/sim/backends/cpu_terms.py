@@ -21,9 +21,14 @@ from lensml.sim.profiles.sie import MACRO_COLUMNS
 from lensml.sim.profiles.sis import SUB_COLUMNS
 
 #: Profiles each section of the per-sample tables holds at most (``base.KERNEL_SLOTS``).
-SLOT_CAPACITY: dict[str, int] = {"linear": 10**9, "macro": 1, "sub": 1}
+#: ``extra`` holds additive terms such as the m = 3 and m = 4 multipoles.
+SLOT_CAPACITY: dict[str, int] = {"linear": 10**9, "macro": 1, "sub": 1, "extra": 4}
 #: Widths of the ``macro`` and ``sub`` tables: the flag, then the section's columns.
 MACRO_WIDTH, SUB_WIDTH = 1 + len(MACRO_COLUMNS), 1 + len(SUB_COLUMNS)
+#: Width of one entry of the ``extra`` section: the flag, then the widest extra profile's columns.
+EXTRA_WIDTH = 1 + max(
+    (len(p.kernel.columns) for p in PROFILES.values() if p.kernel and p.kernel.slot == "extra"), default=0
+)
 
 
 def column(profile: str, name: str) -> int:
@@ -105,9 +110,10 @@ class RayTerms:
     sub: np.ndarray
     tables: np.ndarray
     table_lo: int
+    extra: np.ndarray  # (B, SLOT_CAPACITY["extra"], EXTRA_WIDTH): flag, then the profile's columns
 
     def args(self) -> tuple:
-        return self.lin, self.sie, self.sub, self.tables, self.table_lo
+        return self.lin, self.sie, self.sub, self.extra, self.tables, self.table_lo
 
 
 def ray_terms(
@@ -125,6 +131,8 @@ def ray_terms(
     lin = np.stack([c[:, 0], m[:, 0, 0], m[:, 0, 1], c[:, 1], m[:, 1, 0], m[:, 1, 1]], -1)
     sie = np.zeros((b, MACRO_WIDTH))
     sub = np.zeros((b, SUB_WIDTH))
+    extra = np.zeros((b, SLOT_CAPACITY["extra"], EXTRA_WIDTH))
+    n_extra = 0
     tables = [np.zeros((2, 1), np.float32)]
     taus: list[float] = []
     for name, kw in todo:
@@ -144,10 +152,14 @@ def ray_terms(
             cols = profile.kernel.pack(kw, a_rows, row)
         else:
             cols = profile.kernel.pack(kw, a_rows)
-        (sie if profile.kernel.slot == "macro" else sub)[rows] = cols
+        if profile.kernel.slot == "extra":  # the k-th extra profile of the list takes entry k
+            extra[rows, n_extra, : cols.shape[1]] = cols
+            n_extra += 1
+        else:
+            (sie if profile.kernel.slot == "macro" else sub)[rows] = cols
     lo, hi = _table_bits()
     width = hi - lo + 1 if taus else 1
     stack = np.zeros((len(tables), 2, width), np.float32)
     for i, tab in enumerate(tables[1:], start=1):
         stack[i] = tab
-    return RayTerms(lin, sie, sub, stack, lo)
+    return RayTerms(lin, sie, sub, stack, lo, extra)

@@ -10,10 +10,10 @@ columns in the compiled kernels. Adding one: write the module, add it to ``_MODU
 from __future__ import annotations
 
 from lensml.errors import ConfigError
-from lensml.sim.profiles import epl, nfw, shear, sie, sis, tnfw
+from lensml.sim.profiles import epl, multipole, nfw, shear, sie, sis, tnfw
 from lensml.sim.profiles.base import LensProfile
 
-_MODULES = (sis, sie, epl, shear, nfw, tnfw)
+_MODULES = (sis, sie, epl, shear, nfw, tnfw, multipole)
 #: lenstronomy name -> profile.
 PROFILES: dict[str, LensProfile] = {m.PROFILE.name: m.PROFILE for m in _MODULES}
 
