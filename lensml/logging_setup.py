@@ -6,8 +6,9 @@ be uploaded later with ``wandb sync <that dir>``. ``WANDB_SILENT`` is set (unles
 ``WANDB_DIR`` points at the run dir.
 
 CSV logger on resume: Lightning's ``CSVLogger`` deletes ``metrics.csv`` when it starts;
-``keep_earlier_csv_rows`` puts the earlier rows back and ``drop_replayed_rows`` removes those of the epochs
-the resumed run logged again, so the file holds the whole run once.
+``keep_earlier_csv_rows`` puts back the earlier rows of the epochs the checkpoint finished (those of later
+epochs are replayed by the resumed run, so they are dropped at once: a second kill leaves each epoch once) and
+``drop_replayed_rows`` removes, at the end, earlier rows of any epoch the resumed run logged again.
 """
 
 from __future__ import annotations
@@ -92,11 +93,31 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype(np.uint8)
 
 
-def keep_earlier_csv_rows(logger: Any) -> tuple[Path, int] | None:
+def resumed_first_epoch(ckpt_path: str | Path | None) -> int | None:
+    """The first epoch a run resumed from ``ckpt_path`` trains (epochs the checkpoint finished), or None.
+
+    Lightning stores the fit loop's progress: ``processed`` counts the epochs whose batches all ran (a
+    checkpoint saved after validation counts its epoch; one saved mid-epoch does not). Older checkpoints
+    without it: their ``epoch`` (rows of that epoch are then logged again).
+    """
+    if not ckpt_path:
+        return None
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(ckpt["epoch"]) if "epoch" in ckpt else None
+
+
+def keep_earlier_csv_rows(logger: Any, first_epoch: int | None = None) -> tuple[Path, int] | None:
     """On resume, keep the rows already in ``<csv dir>/metrics.csv`` (Lightning's CSVLogger deletes the file).
 
-    Writes them back at once, so a second kill loses nothing either; returns (path, number of earlier rows)
-    for ``drop_replayed_rows``, or None (not a CSV logger, no earlier file, or not rank 0).
+    Rows of epochs >= ``first_epoch`` (the first epoch the resumed run trains, ``resumed_first_epoch``) are
+    dropped: the resumed run logs them again. The rest are written back at once, so a second kill leaves each
+    epoch once too. Returns (path, number of earlier rows) for ``drop_replayed_rows``, or None (not a CSV
+    logger, no earlier file, or not rank 0).
     """
     from lightning_fabric.utilities.rank_zero import rank_zero_only
     from pytorch_lightning.loggers import CSVLogger
@@ -105,6 +126,8 @@ def keep_earlier_csv_rows(logger: Any) -> tuple[Path, int] | None:
         return None
     path = Path(logger.log_dir) / "metrics.csv"
     rows = _read_csv_rows(path)
+    if first_epoch is not None:
+        rows = [r for r in rows if (e := _num(r.get("epoch"))) is None or e < first_epoch]
     if not rows:
         return None
     writer = logger.experiment  # creating the writer deletes the file

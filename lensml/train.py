@@ -39,10 +39,12 @@ from lensml.logging_setup import (
     is_wandb,
     keep_earlier_csv_rows,
     log_wandb_panels,
+    resumed_first_epoch,
     wandb_run_dir,
 )
+from lensml.make_dataset import make_dataset_command
 from lensml.models.hardware import resolve_precision
-from lensml.sim.simulator import PHYSICS_GROUPS, build_simulator
+from lensml.sim.simulator import build_simulator
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             configure_wandb_env(run_dir)
         logger = instantiate(cfg.logger)
         if resumed_from:
-            earlier_csv = keep_earlier_csv_rows(logger)
+            earlier_csv = keep_earlier_csv_rows(logger, resumed_first_epoch(resumed_from))
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     precision = resolve_precision(cfg.trainer.get("precision", "32-true"),
@@ -174,15 +176,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_json(run_dir / "metrics.json", metrics)
         print(summary(metrics), flush=True)
     return metrics
-
-
-def make_dataset_command(cfg: DictConfig, overrides: list[str]) -> str:
-    """The ``make_dataset`` command that (re-)renders the cache a run with ``overrides`` reads."""
-    keep = (*PHYSICS_GROUPS, "seed", "data.seed", "data.n_train", "data.n_val", "data.n_test")
-    args = [o for o in overrides
-            if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] in PHYSICS_GROUPS
-            or o.lstrip("+~").split("=", 1)[0] in keep]
-    return " ".join(["python -m lensml.make_dataset", *args, f"data.cache_dir={cfg.data.cache_dir}"])
 
 
 def check_cache(cfg: DictConfig, overrides: list[str]) -> None:

@@ -219,36 +219,60 @@ def _csv_epochs(path: Path, key: str) -> list[int]:
         return [int(float(r["epoch"])) for r in csv.DictReader(fh) if r.get(key)]
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_keeps_the_whole_csv_log(tmp_path):
-    """SIGKILL a run after >= 2 epochs, resume it: csv/metrics.csv holds every epoch once (issue 11)."""
+def _sigkill_when(args: list[str], ready, cwd: Path, timeout_s: float = 240) -> None:
+    """Run ``lensml.train args`` and SIGKILL it as soon as ``ready()`` is true (or it times out)."""
     import signal
     import time
 
-    import torch
+    proc = subprocess.Popen([sys.executable, "-m", "lensml.train", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout_s
+        while not ready() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL, "the run ended before it was killed"
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_resume_after_two_sigkills_keeps_each_epoch_once(tmp_path):
+    """SIGKILL a run, resume, SIGKILL the resumed run, resume: csv/metrics.csv holds every epoch once at each
+    state on disk, and last.ckpt is the latest epoch, not the best (issue 11)."""
+    import csv
+
+    from lensml.logging_setup import resumed_first_epoch
 
     run = tmp_path / "run"
     args = ["model=baseline", "data.n_train=64", "data.n_val=32", "data.n_test=32", "logger=csv", *FAST,
             f"hydra.run.dir={run}"]
-    log = run / "csv" / "metrics.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "lensml.train", *args, "trainer.max_epochs=100"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while len(_csv_epochs(log, "val/auc")) < 2 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(30) == -signal.SIGKILL
-    finally:
-        proc.kill()
+    log, last = run / "csv" / "metrics.csv", run / "checkpoints" / "last.ckpt"
+    _sigkill_when([*args, "trainer.max_epochs=100"], lambda: len(_csv_epochs(log, "val/auc")) >= 3, tmp_path)
     before = _csv_epochs(log, "val/auc")
-    assert len(before) >= 2, f"the run did not log 2 epochs before the kill: {before}"
-    done = int(torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"])
-    cli("lensml.train", *args, f"trainer.max_epochs={done + 2}", "resume=true", cwd=tmp_path)
-    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == done + 2
+    assert len(before) >= 3, f"the run did not log 3 epochs before the kill: {before}"
+    first = resumed_first_epoch(last)
+    assert first >= len(before) - 1, f"last.ckpt resumes at epoch {first}, {len(before)} epochs were logged"
+    # the state a kill leaves between an epoch's CSV rows and its checkpoint: rows the resumed run replays
+    with open(log, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    replayed = [dict(r, epoch=str(first)) for r in rows if r["epoch"] == str(len(before) - 1)]
+    with open(log, "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=fields).writerows(replayed)
+    assert _csv_epochs(log, "val/auc").count(first) == 1
+    _sigkill_when([*args, "trainer.max_epochs=100", "resume=true"],
+                  lambda: max(_csv_epochs(log, "val/auc"), default=-1) >= first + 1, tmp_path)
+    val, train = _csv_epochs(log, "val/auc"), _csv_epochs(log, "train/loss_epoch")
+    assert val == list(range(len(val))) and len(val) >= first + 2, val  # each epoch once, in order
+    assert len(train) == len(set(train)), train
+    done = resumed_first_epoch(last)
+    cli("lensml.train", *args, f"trainer.max_epochs={done + 1}", "resume=true", cwd=tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == done + 1
     # earlier epochs kept, the replayed one once (a later row may come from re-validating the best checkpoint)
-    assert _csv_epochs(log, "val/auc")[: done + 2] == list(range(done + 2))
-    assert sorted(set(_csv_epochs(log, "train/loss_epoch"))) == list(range(done + 2))
+    assert _csv_epochs(log, "val/auc")[: done + 1] == list(range(done + 1))
+    train = _csv_epochs(log, "train/loss_epoch")
+    assert sorted(train) == list(range(done + 1)), train
 
 
 def test_make_dataset_with_smaller_sizes_keeps_the_finished_cache(tmp_path):
