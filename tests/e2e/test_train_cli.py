@@ -153,15 +153,19 @@ def test_make_dataset_cache_matches_on_the_fly_and_bad_caches_are_refused(tmp_pa
 
 @pytest.mark.slow
 def test_resume_from_last_checkpoint(tmp_path):
+    from lensml.logging_setup import resumed_first_epoch
+
     run = tmp_path / "run"
     args = ["model=baseline", "data.n_train=64", "data.n_val=32", "data.n_test=32", "logger=csv", *FAST,
             f"hydra.run.dir={run}"]
-    cli("lensml.train", *args, "trainer.max_epochs=1", cwd=tmp_path)
-    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == 1
-    p = cli("lensml.train", *args, "trainer.max_epochs=2", "resume=true", cwd=tmp_path)
+    # lr ~ 0: val/auc never improves after epoch 0, yet last.ckpt must hold the latest epoch
+    cli("lensml.train", *args, "trainer.max_epochs=2", "model.optimizer.lr=1e-30", cwd=tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == 2
+    assert resumed_first_epoch(run / "checkpoints" / "last.ckpt") == 2, "last.ckpt is not the latest epoch"
+    p = cli("lensml.train", *args, "trainer.max_epochs=3", "resume=true", cwd=tmp_path)
     m = json.loads((run / "metrics.json").read_text())
     assert m["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
-    assert m["epochs_trained"] == 2
+    assert m["epochs_trained"] == 3
     assert "Restoring states from the checkpoint path" in p.stdout + p.stderr
 
 
