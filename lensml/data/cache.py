@@ -253,7 +253,10 @@ class CacheReader:
         try:
             self.manifest = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path} is not valid JSON ({exc}); re-create the cache with {make}") from exc
+            rebuild = f"`{make_cmd} overwrite=true`" if make_cmd else f"{make} plus overwrite=true"
+            raise DataError(
+                f"{path} is not valid JSON ({exc}); re-create the cache (all shards re-rendered): {rebuild}"
+            ) from exc
         if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest; re-create it with {make}")
         if make_cmd and "shard_size=" not in make_cmd:  # make_dataset refuses another shard size

@@ -282,3 +282,12 @@ def test_a_no_op_rerun_leaves_the_manifest_alone(cache, sim_cfg, simulator, tmp_
     monkeypatch.undo()
     generate_cache(simulator, cache_config(sim_cfg, 7), COUNTS, out, shard_size=4, render_batch=3)
     assert CacheReader(out, cache_config(sim_cfg, 7), COUNTS).verify_shards(COUNTS) == 5
+
+
+def test_a_reader_of_an_invalid_manifest_names_the_command_that_rebuilds_it(cache, sim_cfg, tmp_path):
+    """The command in the message must work: make_dataset refuses a non-JSON manifest without overwrite."""
+    out = _copy(cache, tmp_path / "c")
+    (out / "manifest.json").write_text("{")
+    want = r"not valid JSON.*`python -m lensml.make_dataset x=1 overwrite=true`"
+    with pytest.raises(DataError, match=want):
+        CacheReader(out, cache_config(sim_cfg, 7), COUNTS, make_cmd="python -m lensml.make_dataset x=1")
