@@ -3,9 +3,9 @@
     python benchmarks/bench_atomic_write.py [--folder data/bench_fsync] [--repeats 3]
 
 Not a test: it prints seconds per write. A shard is one ``save_npz`` of ~70 MB (1024 samples of five 64x64
-float32 maps, what ``make_dataset`` writes per 1024 samples); a checkpoint one ``torch.save`` of ~10 MB. Compare
-the shard's fsync cost with the time to render it (``python benchmarks/bench_sim.py``: ~1024 / samples-per-s).
-Run it on the filesystem the caches live on (``--folder``): fsync cost is the disk's, not Python's.
+float32 maps, what ``make_dataset`` writes per 1024 samples); a checkpoint one ``torch.save`` of ~10 MB.
+Compare the shard's fsync cost with the time to render it (``python benchmarks/bench_sim.py``: 1024 divided
+by its samples/s). Run it on the filesystem the caches live on (``--folder``): the cost is the disk's.
 """
 
 from __future__ import annotations
