@@ -144,7 +144,7 @@ def masses(spec: dict[str, Any]) -> list[float]:
 
 def noisy_inputs(maps: dict[str, np.ndarray], cfg: Any, n_noise: int, seed: int) -> dict[str, np.ndarray]:
     """``n_noise`` noise realisations (B, N, N) of one noiseless render (realisation k: seed (seed, k))."""
-    from lensml.sim.instrument import add_noise, noise_keys, observed_mask, reported_sigmas
+    from lensml.sim.instrument import add_noise, final_mask, noise_keys, reported_sigmas
     from lensml.sim.priors import quantile
     from lensml.sim.simulator import TEMPLATE_SIGMA0_KMS, _instrument, _noise
     from lensml.sim.velocity_noise import line_sigma_kms
@@ -158,7 +158,7 @@ def noisy_inputs(maps: dict[str, np.ndarray], cfg: Any, n_noise: int, seed: int)
     line = line_sigma_kms(sigma0, _instrument(dict(cfg.instrument)).resolving_power)
     flux, vel = add_noise(rep["flux"], rep["velocity"], rep["mask"], noise, keys, line, snr)
     # the mask the velocity was cut with (observed: from the noisy flux), and the reported error maps
-    mask = observed_mask(flux, noise.mask_frac_of_peak) if noise.mask_from == "observed" else rep["mask"]
+    mask = final_mask(flux, rep["mask"], noise, snr)
     sigma_v, sigma_f = reported_sigmas(flux, noise, line, snr)
     return {"flux": flux, "velocity": vel, "mask": mask, "sigma_v_kms": sigma_v, "flux_sigma": sigma_f}
 

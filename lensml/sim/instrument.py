@@ -18,10 +18,12 @@ Conventions:
 - The renderers give the flux-weighted velocity wherever the convolved flux is positive; the noise is added
   to every pixel and only then is the velocity set to 0 outside the final validity mask. That mask is where
   the flux exceeds ``mask_frac_of_peak`` times the image's peak: with ``mask_from="observed"`` (default; an
-  IFU pipeline masks spaxels by their measured line flux) on the noisy observed flux and its maximum; with
-  ``mask_from="noiseless"`` on the noiseless flux. The noiseless mask is an idealisation that leaks: the
-  velocity channel is 0 outside it, so it would carry a noise-free isophote of the lensed image
-  (docs/science.md, the mask-leak study).
+  IFU pipeline masks spaxels by their measured line flux) on the noisy observed flux and its maximum, and
+  where the observed flux also exceeds ``mask_min_snr`` times its estimated noise sigma (an S/N cut, as
+  IFU pipelines apply: without it, a 5 % cut is only ~1 background sigma at low S/N and lets pure-noise
+  spaxels in); with ``mask_from="noiseless"`` on the noiseless flux. The noiseless mask is an
+  idealisation that leaks: the velocity channel is 0 outside it, so it would carry a noise-free isophote of
+  the lensed image (docs/science.md, the mask-leak study).
 - The error maps a pipeline would report (``reported_sigmas``) are computed from observed quantities only
   (noisy flux, its peak, the drawn peak S/N and line width), never from the noiseless image.
 """
@@ -112,7 +114,8 @@ class Noise:
 
     ``peak_snr``: a number, None (no Poisson noise) or a named prior drawn per sample by the simulator
     (``add_noise`` then needs the drawn values). ``kappa``, ``sigma_v_floor_kms``, ``sigma_v_max_kms``: the
-    velocity-error model of ``lensml.sim.velocity_noise``.
+    velocity-error model of ``lensml.sim.velocity_noise``. ``mask_frac_of_peak``, ``mask_from``,
+    ``mask_min_snr``: the validity mask (module docstring, ``final_mask``).
     """
 
     peak_snr: Any = 30.0
@@ -122,19 +125,48 @@ class Noise:
     sigma_v_max_kms: float = 300.0
     mask_frac_of_peak: float = 0.05
     mask_from: str = "observed"
+    mask_min_snr: float = 3.0
 
 
 MASK_FROM = ("observed", "noiseless")
 
 
-def observed_mask(flux: np.ndarray, mask_frac_of_peak: float) -> np.ndarray:
-    """Validity mask (B, N, N) of a batch of flux maps: ``flux > mask_frac_of_peak * max(flux)`` per image.
+def observed_mask(
+    flux: np.ndarray,
+    mask_frac_of_peak: float,
+    min_snr: float = 0.0,
+    peak_snr: float | np.ndarray | None = None,
+    background_sigma_frac: float = 0.0,
+) -> np.ndarray:
+    """Validity mask (B, N, N) of a batch of observed flux maps, per image: ``flux > mask_frac_of_peak *
+    max(flux)`` and, if ``min_snr > 0``, ``flux > min_snr * flux_sigma`` with the flux noise sigma a
+    pipeline would estimate from the observed flux, its maximum, ``peak_snr`` (scalar or (B,); None or inf:
+    no Poisson term) and ``background_sigma_frac`` (``lensml.sim.velocity_noise.flux_sigma``).
 
-    Computed on the float32 maps, so the mask returned by the simulator is the one applied to the velocity.
+    The fraction test runs on the float32 maps (as the noise kernel's), so the mask returned by the simulator
+    is the one applied to the velocity (``final_mask``).
     """
     f = np.asarray(flux, dtype=np.float32)
     peak = f.reshape(f.shape[0], -1).max(axis=1)
-    return f > np.float32(mask_frac_of_peak) * peak[:, None, None]
+    mask = f > np.float32(mask_frac_of_peak) * peak[:, None, None]
+    if min_snr > 0:
+        snr = np.inf if peak_snr is None else peak_snr
+        sigma = flux_sigma(f, np.maximum(peak, 0.0).astype(np.float64), snr, background_sigma_frac)
+        mask &= f.astype(np.float64) > min_snr * sigma
+    return mask
+
+
+def final_mask(
+    flux_obs: np.ndarray, noiseless_mask: np.ndarray, noise: Noise, peak_snr: float | np.ndarray | None
+) -> np.ndarray:
+    """The mask of a noisy batch: ``observed_mask`` of the observed flux with ``noise.mask_frac_of_peak``
+    and ``noise.mask_min_snr`` (``noise.mask_from="observed"``), else the noiseless mask."""
+    if noise.mask_from != "observed":
+        return np.asarray(noiseless_mask, dtype=bool)
+    snr = per_sample_peak_snr(noise, peak_snr, np.asarray(flux_obs).shape[0])
+    return observed_mask(
+        flux_obs, noise.mask_frac_of_peak, noise.mask_min_snr, snr, noise.background_sigma_frac
+    )
 
 
 def gaussian_psf_kernel(
@@ -229,9 +261,9 @@ def add_noise(
     ``noise.peak_snr`` if it is a number). ``velocity_kms`` is the flux-weighted velocity wherever the flux
     is positive. Every pixel's numbers come from the counter-based generator keyed by the seed
     (``lensml.sim.noise_draws``: exact Poisson counts, Box-Muller normals for the background and the
-    velocity), in one compiled pass over the batch. The velocity is then set to 0 outside the final mask:
-    ``observed_mask(noisy flux)`` with ``noise.mask_from="observed"``, else ``mask``. Images with no positive
-    flux are returned unchanged, with velocity 0.
+    velocity), in one compiled pass over the batch. The velocity is then set to 0 outside the final mask
+    (``final_mask``: of the noisy flux with ``noise.mask_from="observed"``, else ``mask``). Images with no
+    positive flux are returned unchanged, with velocity 0.
     """
     from lensml.sim.noise_draws import noise_kernel
 
@@ -261,6 +293,8 @@ def add_noise(
         out_f,
         out_v,
     )
+    if noise.mask_from == "observed" and noise.mask_min_snr > 0:  # the kernel cut by the fraction only
+        out_v[~final_mask(out_f, m, noise, snr)] = np.float32(0.0)
     return out_f, out_v
 
 

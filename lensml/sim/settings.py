@@ -282,4 +282,5 @@ def _noise(c: Mapping[str, Any]):  # noqa: ANN202
         sigma_v_max_kms=_number(c, "sigma_v_max_kms", "noise", 0.0, low_open=True),
         mask_frac_of_peak=_number(c, "mask_frac_of_peak", "noise", 0.0, 1.0),
         mask_from=_mask_from(c),
+        mask_min_snr=_number({"mask_min_snr": c.get("mask_min_snr", 3.0)}, "mask_min_snr", "noise", 0.0),
     )

@@ -92,7 +92,10 @@ log = logging.getLogger(__name__)
 #: line (width, S/N); peak S/N drawn per sample; sigma_v_kms / flux_sigma / peak_snr keys. Subhaloes: a
 #: line-of-sight depth draw, Moline et al. (2017) concentrations and tidal truncation by default, and the
 #: m_trunc_msun / m_proj_* / tau_trunc / c200 keys.
-SAMPLES_VERSION = 4
+#: 5: hard negatives in both classes: lens multipoles m = 3, 4 (lens.multipoles, own Philox stream, a_m up to
+#: 1 % of theta_E); source clumps with their own line-of-sight velocities (+-30-80 km/s), 0-6 of 0.01-0.04".
+#: Also 5: the observed mask needs the observed flux above noise.mask_min_snr (3) times its noise sigma.
+SAMPLES_VERSION = 5
 
 #: Per-sample subhalo metadata beside M200 (``lensml.sim.subhalo.subhalo_masses``; float64 (B,)).
 SUBHALO_METADATA_KEYS: tuple[str, ...] = (
@@ -248,7 +251,7 @@ class LensSimulator(ParameterDraws, Simulator):
 
     def sample_batch(self, seed: int, split: str, indices: Sequence[int]) -> dict[str, np.ndarray]:
         """Render samples ``indices`` of ``split`` (see the module docstring for the returned dict)."""
-        from lensml.sim.instrument import add_noise, observed_mask, reported_sigmas
+        from lensml.sim.instrument import add_noise, final_mask, reported_sigmas
 
         indices = [int(i) for i in indices]
         if not indices:
@@ -266,10 +269,7 @@ class LensSimulator(ParameterDraws, Simulator):
         )
         sigma_v, sigma_f = reported_sigmas(flux, self.noise, draws.sigma_line_kms, draws.peak_snr)
         present = draws.present
-        if self.noise.mask_from == "observed":
-            mask = observed_mask(flux, self.noise.mask_frac_of_peak)
-        else:
-            mask = clean["mask"]
+        mask = final_mask(flux, clean["mask"], self.noise, draws.peak_snr)
         return {
             "flux": flux,
             "velocity": velocity,

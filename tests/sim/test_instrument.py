@@ -116,8 +116,26 @@ def test_observed_mask_follows_the_noisy_flux_not_the_noiseless_isophote():
     # observed: the zero pattern is exactly the mask of the noisy flux, and it changes with the noise draw
     supports = []
     for f, v in out["observed"]:
-        m = observed_mask(f, 0.05)
+        m = observed_mask(f, 0.05, 3.0, 20.0, 0.03)
         np.testing.assert_array_equal(v[0] != 0, m[0])
         supports.append(m[0])
     assert not np.array_equal(supports[0], supports[1])
     assert not np.array_equal(supports[0], clean_mask[0])
+
+
+@pytest.mark.parametrize("bg", [0.02, 0.05])
+def test_observed_mask_keeps_pure_noise_pixels_out(bg):
+    """Where there is no flux at all, the S/N cut keeps the mask at its false-alarm rate (~0.1 % at 3 sigma);
+    the 5 %-of-peak cut alone is ~1 background sigma at low S/N (bg = 0.05) and lets ~16 % of them in."""
+    from lensml.sim.instrument import observed_mask
+
+    yy, xx = np.mgrid[-1:1:96j, -1:1:96j]
+    flux = np.exp(-np.hypot(xx, yy) ** 2 / 0.02)[None].repeat(8, axis=0)  # a compact source, empty sky
+    empty = flux[0] < 1e-8
+    noise = Noise(peak_snr=10.0, background_sigma_frac=bg, mask_min_snr=3.0)
+    f, _ = add_noise(flux, np.zeros_like(flux), flux > 0.05, noise, np.arange(8, dtype=np.uint64), 50.0)
+    with_cut = observed_mask(f, 0.05, 3.0, 10.0, bg)[:, empty].mean()
+    assert with_cut < 0.004
+    without = observed_mask(f, 0.05)[:, empty].mean()
+    if bg == 0.05:
+        assert without > 0.08

@@ -234,8 +234,12 @@ def test_returned_mask_is_the_velocity_support(mode):
     sim = build_simulator(physics_cfg(f"noise.mask_from={mode}"))
     b = sim.sample_batch(0, "train", range(6))
     np.testing.assert_array_equal(b["velocity"] != 0, b["mask"])  # velocity noise is continuous: no exact 0
-    if mode == "observed":
-        np.testing.assert_array_equal(b["mask"], observed_mask(b["flux"], sim.noise.mask_frac_of_peak))
+    if mode == "observed":  # recomputed from the observed flux alone (and the drawn peak S/N)
+        nz = sim.noise
+        again = observed_mask(
+            b["flux"], nz.mask_frac_of_peak, nz.mask_min_snr, b["peak_snr"], nz.background_sigma_frac
+        )
+        np.testing.assert_array_equal(b["mask"], again)
     else:
         clean = sim.render_noiseless([sim.draw(0, "train", i)[0] for i in range(6)], "train")
         np.testing.assert_array_equal(b["mask"], clean["mask"])
@@ -374,7 +378,8 @@ def test_velocity_outside_the_noiseless_isophote_is_the_truth_plus_noise(noise):
     0 + noise. v_true is the flux-weighted velocity rendered with no mask at all (mask_frac_of_peak=0)."""
     from lensml.sim.velocity_noise import velocity_sigma_kms
 
-    overrides = [*SMALL, f"noise={noise}"]
+    # without the S/N cut the observed mask reaches well beyond the noiseless isophote: many pixels to test
+    overrides = [*SMALL, f"noise={noise}", "noise.mask_min_snr=0.0"]
     sim = build_simulator(physics_cfg(*overrides))
     truth_sim = build_simulator(physics_cfg(*overrides, "noise.mask_frac_of_peak=0.0"))
     idx = range(24)
