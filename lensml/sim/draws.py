@@ -299,7 +299,7 @@ class ParameterDraws:
         )
 
     def lens_kwargs(self, draws: DrawBatch | Sequence[_Draw]) -> list[dict[str, np.ndarray]]:
-        """Batch-first lenstronomy kwargs [macro, SHEAR, multipoles..., subhalo] of drawn samples (mass 0 when
+        """Batch-first lenstronomy kwargs [macro, SHEAR, subhalo, multipoles...] of drawn samples (mass 0 when
         absent), in the order of ``lens_model_list``."""
         draws = _as_batch(draws)
         macro = {k: draws.lens[k] for k in PROFILES[self.macro_model].params if k in draws.lens}
@@ -317,5 +317,5 @@ class ParameterDraws:
             **self._subhalo_args(draws),
         )
         sub = {k: np.asarray(v, dtype=float) for k, v in sub.items()}
-        return [macro, shear, *multipole_kwargs(self.multipoles, draws.lens), sub]
+        return [macro, shear, sub, *multipole_kwargs(self.multipoles, draws.lens)]
 

@@ -3,7 +3,7 @@
 Config (``conf/lens/sie.yaml``)::
 
     multipoles:
-      orders: [3, 4]                 # one lenstronomy 'MULTIPOLE' per order, after the shear
+      orders: [3, 4]                 # one lenstronomy 'MULTIPOLE' per order, after the subhalo
       amplitude_frac: {dist: uniform, low: 0.0, high: 0.01}   # a_m / theta_E
       orientation: free              # free | tied
 

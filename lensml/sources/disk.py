@@ -8,8 +8,10 @@ Conventions (source plane):
   ``cos(theta) = X / R`` (theta = azimuth in the disk plane from the receding major axis).
 - Flux in arbitrary surface-brightness units: exponential disk ``exp(-R / scale_radius)`` (central value 1),
   optional Sersic bulge (circular, amplitude ``bulge_amp`` at its effective radius, at systemic velocity),
-  optional Gaussian clumps (``clump_amp`` x disk central brightness) that move with the disk: a clump at disk
-  position (R_k, phi_k) has the line-of-sight velocity of the disk there.
+  optional Gaussian clumps (``clump_amp`` x disk central brightness): a clump at disk position (R_k, phi_k)
+  has the line-of-sight velocity of the disk there plus its own offset ``clump_dv_kms`` (0 if not given: a
+  clump that moves with the disk), so a flux knot need not be a disk feature (e.g. an infalling or
+  outflowing star-forming clump, +-30-80 km/s).
 - Velocity in **km/s**: ``V_los = V_c(R) sin(i) cos(theta) + v_sys``,
   ``V_c(R) = v_max (1 - exp(-R / r_turn))``.
   Where components overlap the velocity is their flux-weighted mean (the first moment of the line).
@@ -47,8 +49,15 @@ DISK_PARAMS: tuple[str, ...] = (
     "bulge_r_eff_arcsec",
     "bulge_sersic_n",
 )
-#: Clump parameters, each of shape (B, K): disk-plane radius (arcsec) and azimuth (deg), amplitude, width.
-CLUMP_PARAMS: tuple[str, ...] = ("clump_r_arcsec", "clump_phi_deg", "clump_amp", "clump_sigma_arcsec")
+#: Clump parameters, each of shape (B, K): disk-plane radius (arcsec) and azimuth (deg), amplitude, width
+#: (arcsec), and the clump's own line-of-sight velocity relative to the disk there (km/s; optional, 0).
+CLUMP_PARAMS: tuple[str, ...] = (
+    "clump_r_arcsec",
+    "clump_phi_deg",
+    "clump_amp",
+    "clump_sigma_arcsec",
+    "clump_dv_kms",
+)
 
 
 def _xp(a: Any):  # noqa: ANN202 - numpy or torch module
@@ -228,9 +237,10 @@ def _columns(table: Any) -> list[Any]:
 
 def _clump_params(prm: Mapping[str, Any]) -> Any:
     """Per-clump quantities, shape (B, K, 5): the clump centre's offset (x, y) from the disk centre on the
-    sky (arcsec), amplitude, 1 / (2 sigma^2) (arcsec^-2), and the disk's line-of-sight velocity there (km/s).
+    sky (arcsec), amplitude, 1 / (2 sigma^2) (arcsec^-2), and its line-of-sight velocity (km/s): the disk's
+    there plus the clump's own ``clump_dv_kms`` (where given).
 
-    A clump at disk-plane (R_k, phi_k) is a Gaussian knot that moves with the disk.
+    A clump at disk-plane (R_k, phi_k) is a Gaussian knot moving with the disk, offset by ``clump_dv_kms``.
     """
     xp = _xp(prm["clump_amp"])
     pa = prm["position_angle_deg"].reshape(-1, 1) * (math.pi / 180.0)
@@ -242,6 +252,8 @@ def _clump_params(prm: Mapping[str, Any]) -> Any:
     xm, ym = X_k, Y_k * cos_i  # projected onto the sky, major-axis frame
     sig = prm["clump_sigma_arcsec"]
     v_k = _v_los(X_k, xp.sqrt(X_k * X_k + Y_k * Y_k), sin_i, prm, X_k)
+    if "clump_dv_kms" in prm:
+        v_k = v_k + prm["clump_dv_kms"]
     offset_x, offset_y = xm * cos_pa - ym * sin_pa, xm * sin_pa + ym * cos_pa
     return _stack(xp, [offset_x, offset_y, prm["clump_amp"], 1.0 / (2.0 * sig * sig), v_k])
 

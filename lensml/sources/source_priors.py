@@ -54,6 +54,10 @@ DISK_PRIORS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "clump_amp": (0.0, None, False, False),
     "clump_sigma_arcsec": (0.0, None, True, False),
 }
+#: Optional disk priors and their defaults: the clumps' own |line-of-sight velocity| (km/s; sign +-1 drawn).
+OPTIONAL_DISK_PRIORS: dict[str, tuple[float, tuple[float | None, float | None, bool, bool]]] = {
+    "clump_dv_kms": (0.0, (0.0, None, False, False)),
+}
 TEMPLATE_PRIORS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "rotation_deg": (None, None, False, False),
     "p_flip": (0.0, 1.0, False, False),
@@ -73,6 +77,7 @@ DISK_SLOTS: dict[str, int] = {
     "n_clumps": 15,
 }
 CLUMP_SLOT0 = 16  # clump k: slots 16 + 4 k + (r_scale, phi, amp, sigma)
+#: Clump k's own velocity: slots CLUMP_SLOT0 + 4 K + 2 k + (|dv|, sign), K = the most clumps of the prior.
 TEMPLATE_SLOTS: dict[str, int] = {
     "index": 3,
     "size": 4,
@@ -209,6 +214,8 @@ class SourceSampler:
             for name, (lo, hi, lo_open, hi_open) in DISK_PRIORS.items():
                 _need(c, name, where)
                 check_range(c[name], f"source.{name}", lo, hi, lo_open, hi_open)
+            for name, (default, (lo, hi, lo_open, hi_open)) in OPTIONAL_DISK_PRIORS.items():
+                check_range(c.get(name, default), f"source.{name}", lo, hi, lo_open, hi_open)
         if self.kind in ("manga", "mixed"):
             for name, (lo, hi, lo_open, hi_open) in TEMPLATE_PRIORS.items():
                 _need(c, name, where)
@@ -233,7 +240,7 @@ class SourceSampler:
     @property
     def n_slots(self) -> int:
         """Uniforms per sample in the source stream (``COMMON_SLOTS``, ``DISK_SLOTS``, clumps, template)."""
-        return max(CLUMP_SLOT0 + 4 * self.max_clumps, max(TEMPLATE_SLOTS.values()) + 1)
+        return max(CLUMP_SLOT0 + 6 * self.max_clumps, max(TEMPLATE_SLOTS.values()) + 1)
 
     def draw_batch(
         self, split: str, u: np.ndarray, lens_cx: np.ndarray, lens_cy: np.ndarray
@@ -297,6 +304,9 @@ class SourceSampler:
         p["clump_phi_deg"] = np.where(used, quantile(c["clump_phi_deg"], block[..., 1]), 0.0)
         p["clump_amp"] = np.where(used, quantile(c["clump_amp"], block[..., 2]), 0.0)
         p["clump_sigma_arcsec"] = np.where(used, quantile(c["clump_sigma_arcsec"], block[..., 3]), 1.0)
+        dv = u[:, CLUMP_SLOT0 + 4 * k : CLUMP_SLOT0 + 6 * k].reshape(u.shape[0], k, 2)
+        sign = np.where(dv[..., 1] < 0.5, -1.0, 1.0)  # approaching or receding, equally likely
+        p["clump_dv_kms"] = np.where(used, sign * quantile(c.get("clump_dv_kms", 0.0), dv[..., 0]), 0.0)
         return p
 
     def _no_disks(self, b: int, cx: np.ndarray, cy: np.ndarray) -> dict[str, np.ndarray]:
