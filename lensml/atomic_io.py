@@ -117,7 +117,9 @@ def _fsync_file(path: Path) -> None:
 
 
 #: errors of filesystems that cannot fsync a directory (the rename is then as durable as they make it)
-_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES, errno.EPERM}
+_DIR_FSYNC_UNSUPPORTED = {
+    errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES, errno.EPERM,
+}
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -121,7 +121,7 @@ def test_a_reused_pid_does_not_keep_a_dead_writers_temp(tmp_path: Path) -> None:
         live.wait()
 
 
-def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path: Path, monkeypatch) -> None:
+def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path: Path, monkeypatch):
     """Power-loss safety: data on disk before the name points at it; a folder that refuses fsync is fine."""
     import errno
     import stat
