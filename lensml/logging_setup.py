@@ -104,7 +104,10 @@ def resumed_first_epoch(ckpt_path: str | Path | None) -> int | None:
         return None
     import torch
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    try:  # mmap: the tensors are not read
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:  # a file in torch's legacy (non-zip) format
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     try:
         return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
