@@ -152,6 +152,28 @@ def alpha_tnfw(
     return a * dx, a * dy
 
 
+def alpha_multipole(
+    x: Tensor, y: Tensor, m: int, a_m: Tensor, phi_m: Tensor, center_x: Tensor, center_y: Tensor
+):
+    """lenstronomy 'MULTIPOLE' of integer order m >= 2 (Xu et al. 2013 eq. B12): with (c, s) = (cos phi,
+    sin phi), C / S = cos / sin m (phi - phi_m), K = a_m / (1 - m^2): alpha = K (c C + m s S, s C - m c S);
+    phi = 0 at r = 0 (lenstronomy's ``cart2polar``)."""
+    dx, dy = x - center_x, y - center_y
+    r = torch.sqrt(dx * dx + dy * dy)
+    pos = r > 0
+    r_safe = torch.where(pos, r, torch.ones_like(r))
+    c = torch.where(pos, dx / r_safe, torch.ones_like(r))
+    s = torch.where(pos, dy / r_safe, torch.zeros_like(r))
+    cm, sm = c, s
+    for _ in range(2, m + 1):  # (c + i s)^m
+        cm, sm = cm * c - sm * s, cm * s + sm * c
+    k = a_m / (1 - m * m)
+    kc, ks = k * torch.cos(m * phi_m), k * torch.sin(m * phi_m)
+    big_c = kc * cm + ks * sm
+    big_s = kc * sm - ks * cm
+    return c * big_c + m * s * big_s, s * big_c - m * c * big_s
+
+
 #: Profile name -> (deflection function or factory, its parameter names in call order).
 PROFILE_PARAMS: dict[str, tuple[str, ...]] = {
     "SIS": ("theta_E", "center_x", "center_y"),

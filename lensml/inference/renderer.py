@@ -4,9 +4,9 @@ The production pipeline (``lensml.sim.render``, conventions stated there), writt
 flat parameter vector so that ``torch.func.jacfwd`` gives the Jacobian of the data w.r.t. every lens,
 subhalo and source parameter:
 
-  rays (supersampled detector grid + PSF margin) -> beta = theta - alpha(theta) (macro + SHEAR + subhalo,
-  ``lensml.inference.profiles``) -> source flux f and f v at beta -> block average -> PSF (true
-  convolution, 'valid') -> flux f_obs, velocity v_obs = K*(f v) / K*(f) (0 where f_obs <= 0).
+  rays (supersampled detector grid + PSF margin) -> beta = theta - alpha(theta) (macro + SHEAR + subhalo
+  + lens multipoles, ``lensml.inference.profiles``) -> source flux f and f v at beta -> block average ->
+  PSF (true convolution, 'valid') -> flux f_obs, velocity v_obs = K*(f v) / K*(f) (0 where f_obs <= 0).
 
 Source modes: ``grid`` (default; as production: the analytic disk is evaluated on the sample's source grid,
 ``source.grid_npix`` pixels over ``disk_extent_arcsec``, and sampled bilinearly: agrees with the production
@@ -29,7 +29,7 @@ from torch import Tensor
 
 from lensml.errors import ConfigError
 from lensml.inference import physics
-from lensml.inference.profiles import PROFILE_PARAMS, deflection, epl_terms
+from lensml.inference.profiles import PROFILE_PARAMS, alpha_multipole, deflection, epl_terms
 from lensml.inference.source_torch import bilinear, disk_flux_fv, grid_units
 
 DTYPE = torch.float64
@@ -45,7 +45,13 @@ DISK_FREE: tuple[str, ...] = (
     "v_sys_kms",
 )
 BULGE_FREE: tuple[str, ...] = ("bulge_amp", "bulge_r_eff_arcsec", "bulge_sersic_n")
-CLUMP_FREE: tuple[str, ...] = ("clump_r_arcsec", "clump_phi_deg", "clump_amp", "clump_sigma_arcsec")
+CLUMP_FREE: tuple[str, ...] = (
+    "clump_r_arcsec",
+    "clump_phi_deg",
+    "clump_amp",
+    "clump_sigma_arcsec",
+    "clump_dv_kms",  # where the source model has it (lensml.sources.disk.CLUMP_PARAMS)
+)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Scene:
     grid_xy: tuple[Tensor, Tensor] | None = None  # (m, m) disk grid positions (grid mode)
     template: tuple[Tensor, Tensor] | None = None  # (m, m) template flux and f v
     n_clumps: int = 0
+    multipole_orders: tuple[int, ...] = ()  # lens multipoles (centred on the macro lens): mpole<j>.a_m/.phi_m
     names: list[str] = field(default_factory=list)  # the parameter vector's names
     mask_frac_of_peak: float = 0.05
 
@@ -108,6 +115,12 @@ def build_scene(
     for name in PROFILE_PARAMS[sim.subhalo.profile]:
         names.append(f"sub.{name}")
         values.append(sub[name])
+    orders = []
+    for j, kw in enumerate(lens_kw[3:]):  # 'MULTIPOLE' entries after the subhalo (lens.multipoles)
+        orders.append(int(round(float(np.asarray(kw["m"]).reshape(-1)[0]))))
+        for name in ("a_m", "phi_m"):
+            names.append(f"mpole{j}.{name}")
+            values.append(float(np.asarray(kw[name]).reshape(-1)[0]))
     src = draws.source
     kind = str(src.kind[i])
     n_clumps = 0
@@ -154,6 +167,7 @@ def build_scene(
         grid_xy=grid_xy,
         template=template,
         n_clumps=n_clumps,
+        multipole_orders=tuple(orders),
         names=names,
         mask_frac_of_peak=sim.noise.mask_frac_of_peak,
     )
@@ -171,6 +185,11 @@ def ray_shoot(scene: Scene, p: dict[str, Tensor], with_subhalo: bool = True) -> 
     for group, name in parts:
         fn = deflection(name, scene.n_epl_terms)
         dax, day = fn(x, y, *(p[f"{group}.{k}"] for k in PROFILE_PARAMS[name]))
+        ax, ay = ax + dax, ay + day
+    for j, m in enumerate(scene.multipole_orders):
+        dax, day = alpha_multipole(
+            x, y, m, p[f"mpole{j}.a_m"], p[f"mpole{j}.phi_m"], p["macro.center_x"], p["macro.center_y"]
+        )
         ax, ay = ax + dax, ay + day
     return x - ax, y - ay
 
@@ -298,12 +317,12 @@ def jacobian(
 
 
 def nuisance_names(scene: Scene, groups: Sequence[str]) -> list[str]:
-    """Parameter names of the groups ``macro`` (macro lens + shear), ``source`` (parametric source: disk,
-    bulge if present, used clumps, amplitude; templates: amplitude) and ``subhalo``."""
+    """Parameter names of the groups ``macro`` (macro lens + shear + multipoles), ``source`` (parametric
+    source: disk, amplitude; templates: amplitude), ``bulge``, ``clumps`` (used ones) and ``subhalo``."""
     out: list[str] = []
     for group in groups:
         if group == "macro":
-            out += [n for n in scene.names if n.startswith(("macro.", "shear."))]
+            out += [n for n in scene.names if n.startswith(("macro.", "shear.", "mpole"))]
         elif group == "subhalo":
             out += [n for n in scene.names if n.startswith("sub.")]
         elif group == "source":
@@ -313,7 +332,12 @@ def nuisance_names(scene: Scene, groups: Sequence[str]) -> list[str]:
         elif group == "bulge":
             out += [f"src.{n}" for n in BULGE_FREE]
         elif group == "clumps":
-            out += [f"src.{n}.{k}" for k in range(scene.n_clumps) for n in CLUMP_FREE]
+            out += [
+                f"src.{n}.{k}"
+                for k in range(scene.n_clumps)
+                for n in CLUMP_FREE
+                if f"src.{n}.{k}" in scene.names
+            ]
         else:
             raise ConfigError(
                 f"unknown parameter group {group!r}; use macro, source, bulge, clumps, subhalo."

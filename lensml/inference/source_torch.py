@@ -1,7 +1,8 @@
 """Source-plane models for the differentiable renderer, pure torch (``torch.func``-safe), one sample.
 
 - ``disk_flux_fv``: the analytic rotating disk of ``lensml.sources.disk`` (same formulas and conventions:
-  exponential disk, Sersic bulge at systemic velocity, Gaussian clumps moving with the disk), returning the
+  exponential disk, Sersic bulge at systemic velocity, Gaussian clumps moving with the disk, offset by their
+  own ``clump_dv_kms`` where the source model has it), returning the
   flux and the flux-weighted velocity ``f v`` (km/s x flux) at positions (x, y) arcsec. Clumps: (K,)
   tensors (amplitude 0 = unused).
 - ``bilinear``: ``grid_sample(align_corners=False)`` with zeros outside, as ``lensml.sim.render``'s
@@ -51,6 +52,8 @@ def disk_flux_fv(x: Tensor, y: Tensor, p: Mapping[str, Tensor]) -> tuple[Tensor,
         r_k, phi_k = p["clump_r_arcsec"], p["clump_phi_deg"] * _DEG
         X_k, Y_k = r_k * torch.cos(phi_k), r_k * torch.sin(phi_k)
         v_k = _v_los(X_k, torch.sqrt(X_k * X_k + Y_k * Y_k + 1e-300), sin_i, v_max, r_turn, v_sys)
+        if "clump_dv_kms" in p:  # the clump's own line-of-sight velocity relative to the disk there
+            v_k = v_k + p["clump_dv_kms"]
         ym = Y_k * cos_i
         ox, oy = X_k * cos_pa - ym * sin_pa, X_k * sin_pa + ym * cos_pa
         inv_2s2 = 1.0 / (2.0 * p["clump_sigma_arcsec"] ** 2)

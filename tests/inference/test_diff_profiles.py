@@ -33,6 +33,20 @@ def test_deflection_matches_lenstronomy(name: str) -> None:
     np.testing.assert_allclose(ay.numpy(), ref_y, rtol=0, atol=1e-9 * scale)
 
 
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_multipole_matches_lenstronomy(m: int) -> None:
+    from lensml.inference.profiles import alpha_multipole
+
+    rng = np.random.default_rng(m)
+    x, y = rng.uniform(-1.6, 1.6, (2, 400))
+    kw = {"m": m, "a_m": 0.01, "phi_m": 0.3, "center_x": 0.02, "center_y": -0.01}
+    ref_x, ref_y = LensModel(["MULTIPOLE"]).alpha(x, y, [kw])
+    t = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in kw.items() if k != "m"}
+    ax, ay = alpha_multipole(torch.as_tensor(x), torch.as_tensor(y), m, **t)
+    np.testing.assert_allclose(ax.numpy(), ref_x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ay.numpy(), ref_y, rtol=0, atol=1e-12)
+
+
 def test_profiles_are_jacfwd_safe() -> None:
     """Every profile can be differentiated by jacfwd w.r.t. all its parameters at once."""
     x = torch.linspace(-1, 1, 50, dtype=torch.float64)
