@@ -262,6 +262,52 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     return paths
 
 
+#: Override prefixes a study's ``common`` list may pass on to the forecast (the physics groups).
+PHYSICS_PREFIXES: tuple[str, ...] = ("source", "lens", "subhalo", "noise", "instrument", "sim")
+
+
+def compose_forecast_config(overrides: list[str], out_dir: str | Path = ".") -> DictConfig:
+    """``conf/forecast.yaml`` composed with ``overrides`` (no Hydra runtime needed)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lensml.paths import CONF_DIR
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("forecast", overrides=[*overrides, f"out_dir={out_dir}"])
+
+
+def run_study(spec: dict[str, Any], common: list[str], scale: str) -> dict[str, Any]:
+    """The ``forecast`` study (for ``lensml.study``, as ``run_signal``). ``spec``: ``noise`` (noise group
+    names), ``n`` / ``n_tiny`` draws per bin, and any ``forecast.*`` key (``mass_bins``,
+    ``sigma_v_floors_kms``, ``marginalise``, ``refit``, ``unknown_position``, ...); ``common``: the study's
+    overrides, of which the physics groups' are applied. Returns per noise group: summary, checks, timing.
+    """
+    tiny = scale == "tiny"
+    n = int(spec.get("n_tiny" if tiny else "n", 4 if tiny else 256))
+    keep = [o for o in common if o.lstrip("+~").split(".")[0].split("=")[0] in PHYSICS_PREFIXES]
+    out: dict[str, Any] = {"version": 1, "n_per_bin": n, "noise": {}}
+    for noise in spec.get("noise", ["nominal"]):
+        cfg = compose_forecast_config([*keep, f"noise={noise}"])
+        for key, value in spec.items():
+            if key not in ("noise", "n", "n_tiny"):
+                OmegaConf.update(cfg, f"forecast.{key}", value, merge=False)
+        OmegaConf.update(cfg, "forecast.n_draws", n)
+        if tiny:
+            OmegaConf.update(cfg, "forecast.refit.n_draws", min(int(cfg.forecast.refit.n_draws), 1))
+            OmegaConf.update(
+                cfg, "forecast.unknown_position.n_draws", min(int(cfg.forecast.unknown_position.n_draws), 1)
+            )
+        result = run_forecast(cfg)
+        result.pop("per_draw", None)
+        result.get("refit", {}).pop("rows", None)
+        result.get("unknown_position", {}).pop("rows", None)
+        out["noise"][noise] = result
+    return out
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="forecast")
 @clean_errors
 def main(cfg: DictConfig) -> None:

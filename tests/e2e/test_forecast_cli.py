@@ -64,3 +64,31 @@ def test_forecast_cli_bad_marginalisation_is_one_config_error(tmp_path: Path) ->
     )
     assert proc.returncode != 0
     assert "forecast.marginalise.bad" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_forecast_study_hook_tiny() -> None:
+    """``run_study`` (what ``lensml.study`` calls for a ``forecast:`` block): physics overrides of ``common``
+    applied, the others (training keys) ignored; tiny scale caps the checks at one draw."""
+    from lensml.forecast import run_study
+
+    spec = {
+        "noise": ["nominal"],
+        "n": 256,
+        "n_tiny": 2,
+        "mass_bins": [1e10, 1e11],
+        "sigma_v_floors_kms": [10.0],
+        "pixelated": {"n_pix": 6},
+        "n_bootstrap": 10,
+        "refit": {"n_draws": 0},
+        "unknown_position": {"n_draws": 0},
+    }
+    common = [
+        "instrument.n_pix=24",
+        "instrument.pixel_scale_arcsec=0.133",
+        "data.n_train=5",
+        "trainer.max_epochs=1",
+    ]
+    out = run_study(spec, common, "tiny")
+    res = out["noise"]["nominal"]
+    assert out["n_per_bin"] == 2 and res["n_draws"] == 2 and "per_draw" not in res
+    assert set(res["summary"]["results"]) == {"flux", "flux+velocity@10"}
