@@ -1,4 +1,4 @@
-"""MULTIPOLE (m = 3, 4) against lenstronomy through the shared check (torch, torch grid, compiled kernels)."""
+"""MULTIPOLE (m = 2-5; the simulator draws 3 and 4) against lenstronomy through the shared check (torch, torch grid, compiled kernels)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lensml.sim.profiles.multipole import PROFILE, alpha_multipole
 from tests.sim.lenstronomy_check import check_profile
 
 
-@pytest.mark.parametrize("m", [3, 4])
+@pytest.mark.parametrize("m", [2, 3, 4, 5])
 @pytest.mark.parametrize("phi_m", [0.0, 0.7, -2.1])
 def test_multipole_matches_lenstronomy(m, phi_m):
     check_profile("MULTIPOLE", {"m": m, "a_m": 0.01, "phi_m": phi_m, "center_x": 0.02, "center_y": -0.03})
