@@ -1,4 +1,5 @@
-"""MULTIPOLE (m = 2-5; the simulator draws 3 and 4) against lenstronomy through the shared check (torch, torch grid, compiled kernels)."""
+"""MULTIPOLE (m = 2-5; the simulator draws 3 and 4) against lenstronomy through the shared check (torch,
+torch grid, compiled kernels)."""
 
 from __future__ import annotations
 
