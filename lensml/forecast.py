@@ -293,7 +293,8 @@ def run_study(spec: dict[str, Any], common: list[str], scale: str) -> dict[str, 
         cfg = compose_forecast_config([*keep, f"noise={noise}"])
         for key, value in spec.items():
             if key not in ("noise", "n", "n_tiny"):
-                OmegaConf.update(cfg, f"forecast.{key}", value, merge=False)
+                # sub-settings (refit, unknown_position, pixelated) merge; marginalise replaces the sets
+                OmegaConf.update(cfg, f"forecast.{key}", value, merge=key != "marginalise")
         OmegaConf.update(cfg, "forecast.n_draws", n)
         if tiny:
             OmegaConf.update(cfg, "forecast.refit.n_draws", min(int(cfg.forecast.refit.n_draws), 1))

@@ -79,7 +79,7 @@ def test_forecast_study_hook_tiny() -> None:
         "sigma_v_floors_kms": [10.0],
         "pixelated": {"n_pix": 6},
         "n_bootstrap": 10,
-        "refit": {"n_draws": 0},
+        "refit": {"n_draws": 1, "bins": [0], "max_nfev": 2},
         "unknown_position": {"n_draws": 0},
     }
     common = [
@@ -92,3 +92,4 @@ def test_forecast_study_hook_tiny() -> None:
     res = out["noise"]["nominal"]
     assert out["n_per_bin"] == 2 and res["n_draws"] == 2 and "per_draw" not in res
     assert set(res["summary"]["results"]) == {"flux", "flux+velocity@10"}
+    assert res["refit"]["ratio"] and "rows" not in res["refit"]  # merged into the default refit settings
