@@ -26,7 +26,8 @@ def test_a_fallback_is_logged_once_with_its_reason(caplog, monkeypatch):
         _render(dtype="float64")
         _render(dtype="float64")
     assert len(caplog.records) == 1
-    assert "float64" in caplog.records[0].getMessage() and "torch operations" in caplog.records[0].getMessage()
+    message = caplog.records[0].getMessage()
+    assert "float64" in message and "torch operations" in message
 
 
 def test_the_reason_names_a_profile_without_kernel_packing_or_a_full_section():
