@@ -97,13 +97,18 @@ def check_line_coverage(instrument: Instrument, z_source: float) -> float:
         rest_um = instrument.line_rest_angstrom * 1e-4
         z_lo, z_hi = max(lo / rest_um - 1.0, 0.0), hi / rest_um - 1.0
         fits = [k for k, w in EMISSION_LINES_ANGSTROM.items() if lo <= w * 1e-4 * (1.0 + z_source) <= hi]
+        other = (
+            "instrument=jwst_nirspec, 0.97-5.27 um"
+            if instrument.name != "jwst_nirspec"
+            else "a lower lens.z_source"
+        )
         raise ConfigError(
             f"lens.z_source={z_source:g} puts instrument.line={instrument.line!r} "
             f"({instrument.line_rest_angstrom:g} A rest) at {obs_um:.3f} um, outside "
             f"instrument.wavelength_range_um=[{lo:g}, {hi:g}] of instrument.name={instrument.name!r}; "
             f"use {z_lo:.2f} <= lens.z_source <= {z_hi:.2f} for this line, a line the instrument sees at "
             f"this redshift (instrument.line, one of {fits or 'none in the table'}), or an instrument "
-            f"that covers it (e.g. instrument=jwst_nirspec, 0.97-5.27 um)."
+            f"that covers it (e.g. {other})."
         )
     return obs_um
 

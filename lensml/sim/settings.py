@@ -21,6 +21,8 @@ def _physics_dict(cfg: Any) -> dict[str, Any]:
     """The physics groups of a DictConfig or mapping as plain dicts (their interpolations resolved)."""
     from omegaconf import DictConfig, OmegaConf
 
+    from lensml.sim.known_keys import check_known_keys
+
     out = {}
     for group in PHYSICS_GROUPS:
         node = cfg.get(group) if isinstance(cfg, Mapping | DictConfig) else None
@@ -30,6 +32,7 @@ def _physics_dict(cfg: Any) -> dict[str, Any]:
             raise ConfigError(
                 f"config group {group!r} is missing; compose it ({group}=<name>) or add it."
             )
+        check_known_keys(group, node)
         out[group] = dict(node)
     return out
 
@@ -71,7 +74,7 @@ class SubhaloSettings:
     band_arcsec: float
     on_arc: bool
     n_candidates: int
-    truncation: str = "fixed"
+    truncation: str = "tidal"
     depth_prior: str = "uniform"
     depth_r_max_r200: float = 1.0
 
@@ -154,7 +157,7 @@ def _subhalo_settings(c: Mapping[str, Any]) -> SubhaloSettings:
     from lensml.sim.subhalo import CONCENTRATIONS
     from lensml.sim.subhalo_tidal import DEPTH_PRIORS, TRUNCATIONS
 
-    conc = c.get("concentration", "duffy08")
+    conc = c.get("concentration", "moline17")  # the defaults of conf/subhalo/tnfw.yaml
     if isinstance(conc, str):
         if conc.lower() not in CONCENTRATIONS:
             raise ConfigError(
@@ -163,7 +166,7 @@ def _subhalo_settings(c: Mapping[str, Any]) -> SubhaloSettings:
     else:
         conc = _number(c, "concentration", "subhalo", 0.0, low_open=True)
     tau = _number(c, "tau_trunc", "subhalo", 0.0, low_open=True)
-    truncation = c.get("truncation", "fixed")
+    truncation = c.get("truncation", "tidal")
     if truncation not in TRUNCATIONS:
         raise ConfigError(
             f"subhalo.truncation={truncation!r} is unknown; use one of {list(TRUNCATIONS)}."
