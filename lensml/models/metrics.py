@@ -10,8 +10,9 @@ Conventions:
   centre, e.g. ``"1e8"``. A bin with no positives (or no negatives) gets ``None`` metrics and ``n_pos``.
 - The binning mass is any of ``MASS_KEYS`` (config ``metrics.mass_key``): M200 (``mass_msun``, default), the
   3D mass inside the truncation radius, or the projected mass within 1 kpc / 0.1 arcsec (the masses that
-  gravitational imaging measures); the result records it as ``mass_key``. Projected masses are ~2-10 times
-  below M200: widen ``metrics.mass_edges_log10`` (e.g. start at 5.5) when binning by them.
+  gravitational imaging measures); the result records it as ``mass_key``. Projected masses are ~2 to >25
+  times below M200 (more with strong tidal stripping or within 0.1"; docs/lens_physics.md): widen
+  ``metrics.mass_edges_log10`` (e.g. start at 5.5 or lower) when binning by them.
 """
 
 from __future__ import annotations
