@@ -1,11 +1,19 @@
 """Simulator speed: samples/s of each backend at 64x64 and 128x128, and the ratio to a plain lenstronomy loop.
 
     python benchmarks/bench_sim.py [--cores 1 2] [--repeats 5] [--n-torch 128] [--n-ref 8] [--quick]
+                                   [--set KEY=VALUE ...]
+
+The physics of SAMPLES_VERSION 4 (before the hard negatives: no lens multipoles, 0-3 co-moving clumps of
+0.015-0.04"), to compare with figures measured then::
+
+    --set 'lens.multipoles.orders=[]' --set source.n_clumps.high=3 --set source.clump_dv_kms=0
+    --set source.clump_sigma_arcsec.low=0.015
 
 Not a test: it prints numbers. Everything is measured in one run, on the same samples (default physics:
-analytic disk, SIE + shear, TNFW subhalo in half the samples, nominal noise, 3.2" field, 2x supersampling,
-0.1" PSF), each way of rendering on 1 core (this process, 1 torch thread) and on N cores (N worker
-processes of 1 thread rendering disjoint blocks, as ``data.num_workers`` DataLoader workers do):
+analytic disk with 0-6 clumps, SIE + shear + m = 3, 4 multipoles, TNFW subhalo in half the samples, nominal
+noise, 3.2" field, 2x supersampling, 0.1" PSF), each way of rendering on 1 core (this process, 1 torch
+thread) and on N cores (N worker processes of 1 thread rendering disjoint blocks, as ``data.num_workers``
+DataLoader workers do):
 
 - ``torch``: ``Simulator.sample_batch`` with the batched backend as configured by default (on the CPU in
   float32: the compiled kernels of ``lensml/sim/backends/cpu_*.py`` and the noise kernel);
@@ -131,6 +139,13 @@ def main() -> None:
     parser.add_argument("--n-ref", type=int, default=8, help="samples per lenstronomy block at 64x64")
     parser.add_argument("--repeats", type=int, default=5, help="blocks per measurement; the best is kept")
     parser.add_argument("--quick", action="store_true", help="64x64 only, torch and ImSim only")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every way of rendering (repeatable), e.g. --set lens.multipoles.orders=[]",
+    )
     args = parser.parse_args()
 
     kinds = ["torch", "ImSim"] if args.quick else list(KINDS)
@@ -147,7 +162,7 @@ def main() -> None:
             n = args.n_torch if fast else args.n_ref
             n = n if n_pix == 64 else max(n // (4 if fast else 2), 2)
             for cores in args.cores:
-                rates[kind, cores] = rate(kind, grid, cores, n, args.repeats)
+                rates[kind, cores] = rate(kind, [*grid, *args.set], cores, n, args.repeats)
             print(f"  {kind:<12}" + " ".join(f"{rates[kind, c]:>10.0f}" for c in args.cores), flush=True)
         base = rates["ImSim", 1]
         for kind in ("torch", "torch ops"):
