@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 _ORDER_TAG = 0x0D4E5
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -78,29 +78,36 @@ def d4_positions(
     return x, y
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(DistributedSampler):
     """Training sampler over stream positions ``epoch * n + j`` (module docstring).
 
     ``shuffle``: the order of ``j`` within an epoch is a permutation drawn from ``(seed, epoch)`` (else
     ``0 .. n-1``). ``set_epoch`` is called by Lightning before each training epoch (with the restored
-    epoch on resume).
+    epoch on resume). With ``num_replicas`` > 1 (DDP) process ``rank`` takes every ``num_replicas``-th
+    position of the epoch's order (padded by wrapping to equal lengths, as ``DistributedSampler``); being a
+    ``DistributedSampler``, Lightning neither wraps it nor replaces it, and sets its epoch.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, n: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0) -> None:
+        # no DistributedSampler.__init__: it needs a dataset and a process group; the fields below suffice
         self.n, self.seed, self.shuffle = int(n), int(seed), bool(shuffle)
-        self.epoch = 0
+        self.num_replicas, self.rank, self.epoch = int(num_replicas), int(rank), 0
+        self.num_samples = -(-self.n // self.num_replicas)
+        self.total_size, self.drop_last = self.num_samples * self.num_replicas, False
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def order(self, epoch: int) -> np.ndarray:
-        """Stream positions of ``epoch`` in the order they are yielded."""
+        """Stream positions of ``epoch`` in the order they are yielded (all processes together)."""
         j = (np.random.default_rng([self.seed, int(epoch), _ORDER_TAG]).permutation(self.n)
              if self.shuffle else np.arange(self.n))
         return int(epoch) * self.n + j
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order(self.epoch).tolist())
+        pos = self.order(self.epoch)
+        pos = np.resize(pos, self.total_size)  # wrap-around padding (no-op with one process)
+        return iter(pos[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples

@@ -168,7 +168,11 @@ class LensDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         # training: stream positions epoch * n_train + j in a (seed, epoch) order (lensml.data.augment)
-        sampler = EpochSampler(self.counts["train"], self.seed, shuffle=True) if shuffle else None
+        sampler = None
+        if shuffle:
+            trainer = getattr(self, "trainer", None)
+            world, rank = (1, 0) if trainer is None else (int(trainer.world_size), int(trainer.global_rank))
+            sampler = EpochSampler(self.counts["train"], self.seed, num_replicas=world, rank=rank)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,

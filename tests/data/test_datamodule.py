@@ -145,3 +145,10 @@ def test_quickstart_experiment_composes_and_passes_the_checks(compose_train):
     assert cfg.model.name == "resnet" and cfg.data.stream and cfg.data.channels == "flux"
     assert cfg.lens.theta_E == 1.0 and cfg.source.n_clumps == 0
     build_simulator(physics_config(cfg))
+
+
+def test_headline_resnet_experiment_composes(compose_train):
+    cfg = compose_train("experiment=headline_resnet", "data.channels=flux_velocity")
+    check_train_config(cfg)
+    assert cfg.model.name == "resnet" and cfg.data.stream and cfg.data.augment and cfg.data.seed == 0
+    assert list(cfg.subhalo.mass_range_msun) == [1e10, 1e11] and cfg.data.channels == "flux_velocity"

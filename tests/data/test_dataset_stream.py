@@ -34,6 +34,18 @@ def test_epoch_sampler_draws_fresh_positions_each_epoch():
     assert list(EpochSampler(N, seed=2).order(0)) != list(EpochSampler(N, seed=1).order(0))
 
 
+def test_epoch_sampler_shards_each_epoch_over_processes():
+    """DDP: the processes together cover the epoch's positions (padded by wrapping), each epoch fresh."""
+    for epoch in (0, 2):
+        parts = []
+        for rank in range(3):
+            s = EpochSampler(N, seed=1, num_replicas=3, rank=rank)
+            s.set_epoch(epoch)
+            parts.append(list(s))
+            assert len(parts[-1]) == len(s) == 3
+        assert set(sum(parts, [])) == set(range(epoch * N, (epoch + 1) * N))
+
+
 def test_streamed_samples_are_distinct_and_deterministic(source):
     stream = LensDataset(source, "train", N, seed=3, channels="flux", stream=True, memory_cache=True)
     plain = LensDataset(source, "train", N, seed=3, channels="flux")
