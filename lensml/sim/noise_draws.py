@@ -220,7 +220,8 @@ def noise_kernel(
         var_per_flux = F32(float(peak) / (snr * snr)) if snr > 0.0 else F32(0.0)  # Poisson variance / f
         bg = F32(background_sigma_frac) * peak
         bg2 = bg * bg
-        a = F32(kappa * sigma_line_kms[i])
+        a = F32(sigma_line_kms[i])
+        bg2k = F32(kappa * kappa) * bg2  # kappa weighs the background part; photon noise has kappa 1
         floor2 = F32(sigma_v_floor_kms * sigma_v_floor_kms)
         sv_max = F32(sigma_v_max_kms)
         for p in range(n):  # SIMD: the normals, the velocity noise, the first Poisson attempt
@@ -231,7 +232,7 @@ def noise_kernel(
             s, c = sincos_2pi_f32(u2)
             f_out[p] = r * c * bg
             fp = max(f[p], F32(0.0))
-            t = a * F32(math.sqrt(fp * var_per_flux + bg2)) / (fp if fp > F32(0.0) else F32(1.0))
+            t = a * F32(math.sqrt(fp * var_per_flux + bg2k)) / (fp if fp > F32(0.0) else F32(1.0))
             sigma = min(F32(math.sqrt(t * t + floor2)), sv_max) if fp > F32(0.0) else sv_max
             v_out[p] = v_in[p] + r * s * sigma
             mean = float(fp) * scale

@@ -89,3 +89,24 @@ def test_scatter_of_the_velocity_matches_the_formula(level, peak_snr, bg):
     assert abs(z.mean()) < 4 / np.sqrt(dof)
     assert abs(np.sum(z**2) - dof) < 4 * np.sqrt(2 * dof)  # chi-square with dof degrees of freedom
     assert stats.kstest(z, "norm").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("bg_to_photon", [0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0])
+def test_mixed_noise_kappa_is_within_5_percent_of_the_cramer_rao_bound(bg_to_photon):
+    """Line of N photons on a flat background (per-channel variance N g + b): the exact Cramer-Rao bound of
+    the centroid against velocity_sigma_kms for a pixel with the same photon and background flux variances."""
+    dx, s, n_ph = 0.05, 1.0, 1e4
+    x = np.arange(-12.0, 12.0, dx)
+    g = np.exp(-0.5 * (x / s) ** 2) / (np.sqrt(2 * np.pi) * s) * dx
+    b = bg_to_photon * n_ph * g.max()
+    var = n_ph * g + b
+    sigma_mu = 1.0 / np.sqrt(np.sum((n_ph * x / s**2 * g) ** 2 / var))  # Cramer-Rao, channel units
+    w = g / var
+    w /= np.sum(w * g)  # optimal line-flux estimator: its photon and background variances
+    var_ph, var_bg = np.sum(w**2 * n_ph * g), np.sum(w**2 * b)
+    # a pixel with flux f = n_ph, peak_snr and background chosen to give those variances (peak = f)
+    f = n_ph
+    peak_snr = np.sqrt(f * f / var_ph) if var_ph > 0 else np.inf
+    bg_frac = np.sqrt(var_bg) / f
+    model = velocity_sigma_kms(np.array([f]), f, peak_snr, bg_frac, s, floor_kms=0.0, sigma_v_max_kms=1e9)[0]
+    assert model == pytest.approx(sigma_mu, rel=0.05)
