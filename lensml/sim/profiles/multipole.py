@@ -90,37 +90,56 @@ def _pack(kw: Mapping[str, np.ndarray], affine: np.ndarray) -> np.ndarray:
 
 
 @inline
-def kernel_row(
-    cols: np.ndarray, y: float, x32: np.ndarray, gx: np.ndarray, gy: np.ndarray
-) -> None:
-    """g -= N alpha for the rays (x32[j], y) of one multipole (``cols``: flag, ``EXTRA_COLUMNS``), float32."""
+def _unit(dx: float, dy: float) -> tuple[float, float]:
+    """(cos phi, sin phi) of the offset (dx, dy); (1, 0) at the centre (lenstronomy's phi = 0 there)."""
+    r2 = dx * dx + dy * dy
+    inv = F32(1.0) / math.sqrt(r2) if r2 > F32(0.0) else F32(0.0)
+    return (dx * inv if r2 > F32(0.0) else F32(1.0)), dy * inv
+
+
+@inline
+def _alpha(c: float, s: float, cm: float, sm: float, kc: float, ks: float, fm: float) -> tuple[float, float]:
+    """The deflection at a ray with (c, s) = (cos phi, sin phi) and (cm, sm) = (cos m phi, sin m phi)."""
+    big_c = kc * cm + ks * sm  # K cos m (phi - phi_m)
+    big_s = kc * sm - ks * cm  # K sin m (phi - phi_m)
+    return c * big_c + fm * s * big_s, s * big_c - fm * c * big_s
+
+
+@inline
+def kernel_row(cols: np.ndarray, y: float, x32: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> None:
+    """g -= N alpha for the rays (x32[j], y) of one multipole (``cols``: flag, ``EXTRA_COLUMNS``), float32.
+
+    The columns are read into scalars first and each order has its own straight-line loop (closed forms for
+    m = 3, 4), so that LLVM vectorises it.
+    """
     n = x32.shape[0]
     cx, dy = F32(cols[1]), F32(y) - F32(cols[2])
     order = int(cols[3])
-    kc, ks = F32(cols[4]), F32(cols[5])
-    fm = F32(order)
+    fm, kc, ks = F32(cols[3]), F32(cols[4]), F32(cols[5])
     n00, n01, n10, n11 = F32(cols[6]), F32(cols[7]), F32(cols[8]), F32(cols[9])
-    for j in range(n):  # one loop per order: straight-line bodies that LLVM vectorises
-        dx = x32[j] - cx
-        r2 = dx * dx + dy * dy
-        inv = F32(1.0) / math.sqrt(r2) if r2 > F32(0.0) else F32(0.0)
-        c = dx * inv if r2 > F32(0.0) else F32(1.0)
-        s = dy * inv
-        if order == 3:  # cos 3 phi, sin 3 phi
+    if order == 3:
+        for j in range(n):
+            c, s = _unit(x32[j] - cx, dy)
             cm, sm = c * (F32(4.0) * c * c - F32(3.0)), s * (F32(3.0) - F32(4.0) * s * s)
-        elif order == 4:
+            ax, ay = _alpha(c, s, cm, sm, kc, ks, fm)
+            gx[j] = gx[j] - (n00 * ax + n01 * ay)
+            gy[j] = gy[j] - (n10 * ax + n11 * ay)
+    elif order == 4:
+        for j in range(n):
+            c, s = _unit(x32[j] - cx, dy)
             c2, s2 = c * c - s * s, F32(2.0) * c * s
-            cm, sm = c2 * c2 - s2 * s2, F32(2.0) * c2 * s2
-        else:
+            ax, ay = _alpha(c, s, c2 * c2 - s2 * s2, F32(2.0) * c2 * s2, kc, ks, fm)
+            gx[j] = gx[j] - (n00 * ax + n01 * ay)
+            gy[j] = gy[j] - (n10 * ax + n11 * ay)
+    else:
+        for j in range(n):
+            c, s = _unit(x32[j] - cx, dy)
             cm, sm = c, s
             for _ in range(order - 1):
                 cm, sm = cm * c - sm * s, cm * s + sm * c
-        big_c = kc * cm + ks * sm
-        big_s = kc * sm - ks * cm
-        ax = c * big_c + fm * s * big_s
-        ay = s * big_c - fm * c * big_s
-        gx[j] = gx[j] - (n00 * ax + n01 * ay)
-        gy[j] = gy[j] - (n10 * ax + n11 * ay)
+            ax, ay = _alpha(c, s, cm, sm, kc, ks, fm)
+            gx[j] = gx[j] - (n00 * ax + n01 * ay)
+            gy[j] = gy[j] - (n10 * ax + n11 * ay)
 
 
 def _check(kwargs: Mapping, key_prefix: str) -> dict[str, np.ndarray]:
