@@ -67,7 +67,7 @@ def _epl_row(
     gy: np.ndarray,
     work: np.ndarray,
 ) -> None:
-    """g -= C alpha' for lenstronomy's EPL (``torch_deflections.alpha_epl``), alpha' in the frame of the major
+    """g -= C alpha' for lenstronomy's EPL (``profiles.epl.alpha_epl``), alpha' in the frame of the major
     axis: 2 b / (1 + q) (b / R)^(t - 1) Omega(phi), R e^{i phi} = q x' + i y'; a SIMD loop per series term."""
     n = x32.shape[0]
     f, t = macro[b, _EPL_F], macro[b, _EPL_T]

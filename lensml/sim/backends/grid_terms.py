@@ -10,7 +10,7 @@ once per sample, in float64:
   that takes them back to a sky deflection.
 - ``tau_key``: the key of the universal NFW / TNFW tables (r_trunc / Rs).
 
-Conventions as ``torch_deflections`` (lenstronomy's), angles in arcsec.
+Conventions as ``lensml.sim.profiles`` (lenstronomy's), angles in arcsec.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ coefficients folded in float64 on the parameters:
 - ``SHEAR`` (any ``ra_0``, ``dec_0``) is linear in theta: folded into ``A`` and ``c``, no pass over the rays.
 - ``SIE``: the two rotated-frame terms atan2(k x', psi + s) and atanh(k y' / (psi + q^2 s)); the rotation
   back to the sky and the factor b / k go into the coefficients (lenstronomy's NIE with s = 1e-10 arcsec,
-  conventions as ``torch_deflections.alpha_sie``).
+  conventions as ``lensml.sim.profiles.sie.alpha_sie``).
 - ``NFW`` / ``TNFW``: |alpha| / R from a universal exact table (``radial_ratio``), times (dx, dy).
 - any other profile (``SIS``, ``EPL``, ...): its deflection from ``torch_sparse.deflection_sparse``.
 
