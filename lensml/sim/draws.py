@@ -123,7 +123,7 @@ class DrawBatch:
     @classmethod
     def from_draws(cls, draws: Sequence[_Draw]) -> DrawBatch:
         """The batch of single draws (e.g. edited ones); noise seeds 0 (only ``sample_batch`` uses them)."""
-        from lensml.sources.source_priors import SourceBatch
+        from lensml.sources.source_batch import SourceBatch
 
         return cls(
             {k: np.array([d.lens[k] for d in draws], dtype=float) for k in draws[0].lens},
