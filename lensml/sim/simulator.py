@@ -186,7 +186,7 @@ class LensSimulator(ParameterDraws, Simulator):
         self.pixel_scale_arcsec = self.instrument.pixel_scale_arcsec
         self.multipoles = multipole_settings(lens.get("multipoles"))
         multipoles = ["MULTIPOLE"] * len(self.multipoles.orders)
-        self.lens_model_list = [self.macro_model, "SHEAR", *multipoles, self.subhalo.profile]
+        self.lens_model_list = [self.macro_model, "SHEAR", self.subhalo.profile, *multipoles]
         # a subhalo mass at the top of the prior must be convertible (fails here, not in a worker)
         self._subhalo_kwargs(
             np.array([self.subhalo.mass_high_msun, 0.0]), np.ones(2), np.zeros(2), np.zeros(2), np.ones(2)
