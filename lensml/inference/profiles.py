@@ -158,6 +158,16 @@ def alpha_multipole(
     """lenstronomy 'MULTIPOLE' of integer order m >= 2 (Xu et al. 2013 eq. B12): with (c, s) = (cos phi,
     sin phi), C / S = cos / sin m (phi - phi_m), K = a_m / (1 - m^2): alpha = K (c C + m s S, s C - m c S);
     phi = 0 at r = 0 (lenstronomy's ``cart2polar``)."""
+    a_c, a_s = a_m * torch.cos(m * phi_m), a_m * torch.sin(m * phi_m)
+    return alpha_multipole_cartesian(x, y, m, a_c, a_s, center_x, center_y)
+
+
+def alpha_multipole_cartesian(
+    x: Tensor, y: Tensor, m: int, a_cos: Tensor, a_sin: Tensor, center_x: Tensor, center_y: Tensor
+):
+    """The same multipole with components ``a_cos = a_m cos(m phi_m)``, ``a_sin = a_m sin(m phi_m)``
+    (arcsec): the deflection is linear in them, so a linearised fit spans the multipole exactly (a_m, phi_m
+    are degenerate at a_m = 0 and strongly nonlinear in phi_m)."""
     dx, dy = x - center_x, y - center_y
     r = torch.sqrt(dx * dx + dy * dy)
     pos = r > 0
@@ -167,8 +177,7 @@ def alpha_multipole(
     cm, sm = c, s
     for _ in range(2, m + 1):  # (c + i s)^m
         cm, sm = cm * c - sm * s, cm * s + sm * c
-    k = a_m / (1 - m * m)
-    kc, ks = k * torch.cos(m * phi_m), k * torch.sin(m * phi_m)
+    kc, ks = a_cos / (1 - m * m), a_sin / (1 - m * m)
     big_c = kc * cm + ks * sm
     big_s = kc * sm - ks * cm
     return c * big_c + m * s * big_s, s * big_c - m * c * big_s

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from lensml.errors import ConfigError
 from lensml.inference import physics
-from lensml.inference.profiles import PROFILE_PARAMS, alpha_multipole, deflection, epl_terms
+from lensml.inference.profiles import PROFILE_PARAMS, alpha_multipole_cartesian, deflection, epl_terms
 from lensml.inference.source_torch import bilinear, disk_flux_fv, grid_units
 
 DTYPE = torch.float64
@@ -73,7 +73,9 @@ class Scene:
     grid_xy: tuple[Tensor, Tensor] | None = None  # (m, m) disk grid positions (grid mode)
     template: tuple[Tensor, Tensor] | None = None  # (m, m) template flux and f v
     n_clumps: int = 0
-    multipole_orders: tuple[int, ...] = ()  # lens multipoles (centred on the macro lens): mpole<j>.a_m/.phi_m
+    multipole_orders: tuple[
+        int, ...
+    ] = ()  # lens multipoles (centred on the macro lens): mpole<j>.a_cos/a_sin
     names: list[str] = field(default_factory=list)  # the parameter vector's names
     mask_frac_of_peak: float = 0.05
 
@@ -117,10 +119,11 @@ def build_scene(
         values.append(sub[name])
     orders = []
     for j, kw in enumerate(lens_kw[3:]):  # 'MULTIPOLE' entries after the subhalo (lens.multipoles)
-        orders.append(int(round(float(np.asarray(kw["m"]).reshape(-1)[0]))))
-        for name in ("a_m", "phi_m"):
-            names.append(f"mpole{j}.{name}")
-            values.append(float(np.asarray(kw[name]).reshape(-1)[0]))
+        m = int(round(float(np.asarray(kw["m"]).reshape(-1)[0])))
+        a_m, phi_m = (float(np.asarray(kw[k]).reshape(-1)[0]) for k in ("a_m", "phi_m"))
+        orders.append(m)
+        names += [f"mpole{j}.a_cos", f"mpole{j}.a_sin"]  # a_m cos / sin (m phi_m): linear in the deflection
+        values += [a_m * np.cos(m * phi_m), a_m * np.sin(m * phi_m)]
     src = draws.source
     kind = str(src.kind[i])
     n_clumps = 0
@@ -187,8 +190,8 @@ def ray_shoot(scene: Scene, p: dict[str, Tensor], with_subhalo: bool = True) -> 
         dax, day = fn(x, y, *(p[f"{group}.{k}"] for k in PROFILE_PARAMS[name]))
         ax, ay = ax + dax, ay + day
     for j, m in enumerate(scene.multipole_orders):
-        dax, day = alpha_multipole(
-            x, y, m, p[f"mpole{j}.a_m"], p[f"mpole{j}.phi_m"], p["macro.center_x"], p["macro.center_y"]
+        dax, day = alpha_multipole_cartesian(
+            x, y, m, p[f"mpole{j}.a_cos"], p[f"mpole{j}.a_sin"], p["macro.center_x"], p["macro.center_y"]
         )
         ax, ay = ax + dax, ay + day
     return x - ax, y - ay
