@@ -1,6 +1,6 @@
 """Curriculum: the training split's priors annealed from an easy task to the target (``data.curriculum``).
 
-Over the first ``frac`` of the training epochs (``total_epochs``, normally ``trainer.max_epochs``) the
+Over the first ``frac`` of the training epochs (``total_epochs``; null: the trainer's ``max_epochs``) the
 training samples come from easier priors, in ``stages`` steps of the progress ``t`` = 0, 1/stages, ...; from
 then on (and for validation and test, always) from the target priors of the run:
 
@@ -41,7 +41,7 @@ class Curriculum:
     stages: int = 4
     mass_range_msun: Sequence[float] | None = (1.0e10, 1.0e11)
     nuisance_width: float = 0.0
-    total_epochs: int = 1
+    total_epochs: int | None = None
 
     @classmethod
     def from_cfg(cls, node: Mapping[str, Any] | None) -> Curriculum:
@@ -65,15 +65,18 @@ class Curriculum:
         if m is not None and (len(m) != 2 or not 0 < float(m[0]) <= float(m[1])):
             raise ConfigError(f"data.curriculum.mass_range_msun={m!r} must be [low, high] M_sun, "
                               "0 < low <= high")
-        if isinstance(c.total_epochs, bool) or not isinstance(c.total_epochs, int) or c.total_epochs < 1:
-            raise ConfigError(f"data.curriculum.total_epochs={c.total_epochs!r} must be an integer >= 1 "
-                              "(default: ${trainer.max_epochs})")
+        t = c.total_epochs
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ConfigError(f"data.curriculum.total_epochs={t!r} must be an integer >= 1, or null for "
+                              "trainer.max_epochs")
         return c
 
     def progress(self, epoch: int) -> float:
         """The stage's progress t in {0, 1/stages, ..., 1} of training epoch ``epoch`` (1 when disabled)."""
         if not self.enabled:
             return 1.0
+        if self.total_epochs is None:
+            raise ConfigError("data.curriculum.total_epochs is null and no trainer set it; give a number")
         raw = int(epoch) / (float(self.frac) * self.total_epochs)
         if raw >= 1.0:
             return 1.0

@@ -7,6 +7,7 @@ config (``sim_cfg``: the composed config holding source/lens/subhalo/noise/instr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -144,6 +145,9 @@ class LensDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        trainer = getattr(self, "trainer", None)
+        if self.curriculum.enabled and self.curriculum.total_epochs is None and trainer is not None:
+            self.curriculum = dataclasses.replace(self.curriculum, total_epochs=int(trainer.max_epochs))
         source = self.make_source()
         for split, n in self.counts.items():
             self.datasets[split] = LensDataset(

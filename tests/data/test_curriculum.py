@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hydra.utils import instantiate
@@ -54,7 +56,9 @@ def test_curriculum_batches_are_easy_early_and_target_on_validation(compose_trai
             "subhalo.p_present=1.0")
     cfg = compose_train(*over)
     dm = instantiate(cfg.data, _partial_=True, _convert_="all")(sim_cfg=physics_config(cfg))
+    dm.trainer = SimpleNamespace(max_epochs=4, world_size=1, global_rank=0)  # total_epochs: null -> 4
     dm.setup("fit")
+    assert dm.curriculum.total_epochs == 4
     ds = dm.datasets["train"]
     e0 = ds.__getitems__(list(range(N)))
     assert np.all(e0["mass_msun"].numpy() >= 1e10)  # stage 0: the easy mass range
