@@ -159,3 +159,17 @@ def test_model_configs_build(model, channels, c, compose_train):
     make = instantiate(cfg.model.module, _convert_="all")
     module = make(net=net, optimizer=instantiate(cfg.model.optimizer))
     assert module.lr_schedule == "cosine" and module.channels_last_setting == "auto"
+
+
+def test_samples_seen_survive_a_checkpoint():
+    from lensml.models.module import LensClassifier
+
+    m = LensClassifier(ResNetDetector(in_channels=1, **SMALL))
+    m.samples_seen = 4096
+    ckpt: dict = {}
+    m.on_save_checkpoint(ckpt)
+    fresh = LensClassifier(ResNetDetector(in_channels=1, **SMALL))
+    fresh.on_load_checkpoint(ckpt)
+    assert fresh.samples_seen == 4096
+    with pytest.raises(ConfigError, match="model.channels_last"):
+        LensClassifier(ResNetDetector(in_channels=1, **SMALL), channels_last="maybe")
