@@ -96,7 +96,10 @@ class LensDataModule(pl.LightningDataModule):
         oracle_residual: bool = False,
     ) -> None:
         super().__init__()
-        self.oracle_residual = bool(oracle_residual)
+        for key, value in (("stream", stream), ("augment", augment), ("oracle_residual", oracle_residual)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"data.{key}={value!r} must be true or false")
+        self.oracle_residual = oracle_residual
         bad = mode != "onthefly" or needs_shuffle(channels) or (curriculum or {}).get("enabled")
         if self.oracle_residual and bad:
             raise ConfigError("data.oracle_residual=true needs data=onthefly, an unshuffled data.channels "
@@ -105,8 +108,8 @@ class LensDataModule(pl.LightningDataModule):
         if self.curriculum.enabled and mode != "onthefly":
             raise ConfigError("data.curriculum.enabled=true needs data=onthefly (a cache holds the target "
                               "priors only); set data.curriculum.enabled=false or use data=onthefly")
-        self.stream = bool(stream)
-        self.augment = bool(augment)
+        self.stream = stream
+        self.augment = augment
         if mode not in MODES:
             raise ConfigError(f"data.mode={mode!r} is unknown; use one of {MODES}")
         self.in_channels = n_channels(channels)

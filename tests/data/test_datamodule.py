@@ -152,3 +152,15 @@ def test_headline_resnet_experiment_composes(compose_train):
     check_train_config(cfg)
     assert cfg.model.name == "resnet" and cfg.data.stream and cfg.data.augment and cfg.data.seed == 0
     assert list(cfg.subhalo.mass_range_msun) == [1e10, 1e11] and cfg.data.channels == "flux_velocity"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [(["data.stream=often"], "data.stream"), (["data.augment=1"], "data.augment"),
+     (["data.curriculum.enabled=true", "data.curriculum.frac=2"], "data.curriculum.frac"),
+     (["data.curriculum.enabled=true", "data=cache"], "data.curriculum.enabled"),
+     (["data.oracle_residual=true", "data=cache"], "data.oracle_residual")],
+)
+def test_bad_stream_augment_curriculum_keys_name_the_key(overrides, key, compose_train):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build(compose_train(*overrides))
