@@ -30,8 +30,9 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from lensml.errors import ConfigError
-from lensml.models.hardware import resolve_channels_last
+from lensml.models.hardware import describe, resolve_channels_last
 from lensml.models.metrics import DEFAULT_MASS_EDGES_LOG10, MASS_KEYS, flat_scalars, split_metrics
+from lensml.models.schedule import build_scheduler, check_schedule
 from lensml.sim.simulator import SUBHALO_METADATA_KEYS
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,6 @@ class LensClassifier(pl.LightningModule):
         channels_last: bool | str = False,
     ) -> None:
         super().__init__()
-        from lensml.models.schedule import check_schedule
-
         check_schedule(lr_schedule, warmup_frac, min_lr_frac)
         if channels_last not in ("auto", True, False):
             raise ConfigError(f"model.channels_last={channels_last!r} must be auto, true or false")
@@ -160,13 +159,9 @@ class LensClassifier(pl.LightningModule):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self._trainer is not None and stage == "fit":
-            from lensml.models.hardware import describe
-
             log.info("compute: %s", describe(str(self.trainer.precision), self.channels_last, accel))
 
     def configure_optimizers(self) -> Any:
-        from lensml.models.schedule import build_scheduler
-
         opt = self.optimizer_factory(self.parameters())
         if self.lr_schedule == "none":
             return opt
