@@ -10,7 +10,8 @@ for whitened data x (the nuisance-fit residual operator; a projection when P = 0
 ``max_p z_p`` (a subhalo has positive mass): for the signal, x = the true perturbation (the noise-free,
 "Asimov", value); under the null, x ~ N(0, I) (``n_null`` noise-only draws). The global significance converts
 the null's tail with an effective number of independent trials N_eff (fitted to the null's median,
-``P(max < u) = Phi(u)^N_eff``): p = 1 - Phi(s)^N_eff, sigma = Phi^-1(1 - p).
+``P(max < u) = Phi(u)^N_eff``): p = 1 - Phi(s)^N_eff, sigma = Phi^-1(1 - p) (negative when the signal's
+maximum is below the null's median: no detection).
 """
 
 from __future__ import annotations
