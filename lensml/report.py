@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from lensml.analysis import plots
+from lensml.analysis.markdown import fmt_ci, md_table
 from lensml.atomic_io import save_figure, write_text
 from lensml.cli import clean_errors
 
@@ -36,20 +37,13 @@ STUDIES = (
     "ablations",
     "domain_shift",
     "near_real",
+    "hard_negatives",
 )
 #: studies with their own training runs (scale and training curves are listed for these)
 TRAINED_STUDIES = (
     "headline", "ablations", "domain_shift", "control", "control_ablations", "control_observed_mask",
+    "hard_negatives",
 )
-
-
-def fmt_ci(m: Mapping[str, Any] | None, signed: bool = False) -> str:
-    """``value [lo, hi]`` with 3 decimals (``+`` sign if ``signed``); ``n/a`` if missing."""
-    if not m or m.get("value") is None or not np.isfinite(m["value"]):
-        return "n/a"
-    f = "{:+.3f}" if signed else "{:.3f}"
-    lo, hi = m["ci"]
-    return f"{f.format(m['value'])} [{f.format(lo)}, {f.format(hi)}]"
 
 
 def fmt_seeds(m: Mapping[str, Any]) -> str:
@@ -76,13 +70,6 @@ def load_summaries(summary_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _cond_label(name: str, overrides: Sequence[str]) -> str:
     return f"`{name}`" + (f" ({', '.join(overrides)})" if overrides else "")
-
-
-def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A Markdown table: the header cells, a separator, then one line per row of cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def comparison_table(
@@ -238,6 +225,7 @@ def build_report(summary_dir: Path, out_dir: Path, name: str) -> Path:
     _ablations(r)
     _domain(r)
     _near_real(r)
+    _hard_negatives(r)
     _limitations(r)
     _reproduce(r, name)
     path = out_dir / "README.md"
@@ -994,6 +982,16 @@ def _limitations(r: Report) -> None:
                 )
             lines.append(text)
     r.add("\n".join(lines) + "\n")
+
+
+def _hard_negatives(r: Report) -> None:
+    s = r.s.get("hard_negatives")
+    if not s or not s.get("false_positives"):
+        return
+    from lensml.analysis.false_positives import markdown_section
+
+    r.section("Hard negatives: lens multipoles and source clumps", s, scale=True)
+    r.add(markdown_section(s))
 
 
 def _reproduce(r: Report, name: str) -> None:

@@ -136,7 +136,30 @@ def summarise(
                 conds[cname]["vs_null"] = versus_null(preds[null], preds[cname], runs, n_boot, rng)
     if study.get("sensitivity"):
         out["sensitivity"] = sensitivity_curves(study["sensitivity"], runs, preds, by_variant, rng)
+    if study.get("false_positives"):
+        out["false_positives"] = _false_positives(study["false_positives"], runs, preds, n_boot, rng)
     return out
+
+
+def _false_positives(
+    spec: dict[str, Any], runs: dict[str, Run], preds: Preds, n_boot: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """``spec``: ``reference`` condition, optional ``conditions`` (default: all) and ``compare`` pairs."""
+    from lensml.analysis.false_positives import false_positive_table
+
+    conds = list(spec.get("conditions") or preds)
+    if spec["reference"] not in conds:
+        conds.insert(0, spec["reference"])
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    labels: dict[str, np.ndarray] = {}
+    for cond in conds:
+        for variant, names in by_variant(runs, preds[cond]).items():
+            s, labels[cond] = _stack(preds[cond], names)
+            scores.setdefault(variant, {})[cond] = s
+    return false_positive_table(
+        scores, labels, spec["reference"], spec.get("compare") or [], float(spec.get("fpr", 0.05)), n_boot,
+        rng,
+    )
 
 
 def compact_predictions(preds: Preds) -> dict[str, np.ndarray]:

@@ -219,3 +219,17 @@ def test_control_with_the_observed_mask(tmp_path: Path) -> None:
     pairs = {(x["a"], x["b"]) for x in c["comparisons"]}
     assert pairs >= {("baseline", "dual_stream"), ("baseline", "dual_shuffled")}
     assert s["runs"]["dual_shuffled_s0"]["channels"] == "flux_shuffled_velocity"
+
+
+def test_hard_negatives(tmp_path: Path) -> None:
+    s = _run("hard_negatives", tmp_path)
+    fp = s["false_positives"]
+    assert fp["reference"] == "clean_m1e10"
+    assert set(fp["conditions"]) == set(s["conditions"])
+    for e in fp["conditions"].values():
+        assert set(e["variants"]) == {"flux_clean", "fv_clean", "flux_hard", "fv_hard"}
+        assert all(0.0 <= v["value"] <= 1.0 and v["ci"][0] <= v["ci"][1] for v in e["variants"].values())
+        assert len(e["comparisons"]) == 4
+    # the reference condition's FPR is at most the operating 5 % (threshold from those very negatives)
+    assert all(v["value"] <= 0.05 + 1e-9 for v in fp["conditions"]["clean_m1e10"]["variants"].values())
+    assert s["runs"]["fv_hard_s0"]["channels"] == "flux_velocity_weight"
