@@ -37,8 +37,9 @@ STUDIES = (
     "ablations",
     "domain_shift",
     "near_real",
-    "hard_negatives",
 )
+#: studies added after v1: rendered when their summary is present, not listed as missing (v1 stays identical)
+LATER_STUDIES = ("hard_negatives",)
 #: studies with their own training runs (scale and training curves are listed for these)
 TRAINED_STUDIES = (
     "headline", "ablations", "domain_shift", "control", "control_ablations", "control_observed_mask",
@@ -61,7 +62,7 @@ def verdict(d: Mapping[str, Any]) -> str:
 
 def load_summaries(summary_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
-    for name in STUDIES:
+    for name in (*STUDIES, *LATER_STUDIES):
         p = summary_dir / f"{name}.json"
         if p.exists():
             out[name] = json.loads(p.read_text())
