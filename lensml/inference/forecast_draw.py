@@ -44,6 +44,8 @@ class Settings:
     lambda_scale: float = 1.0
     source_mode: str = "grid"
     split: str = "test"
+    cube_channels: int = 0  # > 0: the data set cube@<n> (parametric marginalisations only)
+    cube_v_range_kms: float = 400.0
     datasets: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -54,6 +56,8 @@ class Settings:
                     f"forecast.marginalise.{name}={list(groups)}: unknown group(s) {bad}; use {list(GROUPS)}."
                 )
         self.datasets = ["flux", *(dataset_key(f) for f in self.floors_kms)]
+        if self.cube_channels:
+            self.datasets.append(f"cube@{self.cube_channels}")
 
 
 def dataset_key(floor_kms: float) -> str:
@@ -171,12 +175,54 @@ def draw_significance(
             bb[ds][:, b] = bb["flux"][:, b] + gv[fl].T @ zv
     out = {ds: {} for ds in st.datasets}
     for ds in st.datasets:
+        if ds.startswith("cube@"):
+            out[ds] = _cube_delta_chi2(sims, draws, i, st, model, col_sets)
+            continue
         # nuisance rows of the velocity: the smooth model's mask (the data region; m differs only at its edge)
         hh = hf if ds == "flux" else hf + gv[_floor(st, ds)].T @ gv[_floor(st, ds)]
         for name, idx in col_sets.items():
             pr = prior[np.ix_(idx, idx)] if len(model["prior_blocks"]) else None
             out[ds][name] = delta_chi2_many(zz[ds], bb[ds][idx], hh[np.ix_(idx, idx)], pr)
     return {ds: {k: np.sqrt(v) for k, v in d.items()} for ds, d in out.items()}
+
+
+def _cube_delta_chi2(sims, draws, i, st, model, col_sets) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Delta chi^2 per bin of the cube data set (``lensml.inference.cube``); NaN for pixelated sets."""
+    from lensml.inference.cube import channel_edges, cube_jacobian, render_cube, voxel_sigma
+
+    scene, theta = model["scene"], model["theta"]
+    edges = channel_edges(st.cube_channels, st.cube_v_range_kms)
+    s_line = float(draws[0].sigma_line_kms[i])
+    names = [lab for lab in model["labels"] if not lab.startswith("pix.")]
+    cube0, jac = cube_jacobian(scene, theta, names, edges, s_line)
+    cube0 = cube0.numpy()
+    peak = float(model["f0"].max())
+    nz = sims[0].noise
+    sig = voxel_sigma(
+        cube0, peak, float(draws[0].peak_snr[i]), nz.background_sigma_frac, edges[1] - edges[0], s_line
+    )
+    sig = np.maximum(sig, 1e-12 * peak).reshape(-1)
+    g = jac.numpy().reshape(sig.size, -1) / sig[:, None]
+    h = g.T @ g
+    zz, bb = np.zeros(len(sims)), np.zeros((len(names), len(sims)))
+    for b, (sim, dr) in enumerate(zip(sims, draws)):
+        kw = physics.subhalo_kwargs_at(
+            sim, dr, i, float(dr.mass_msun[i]), float(dr.sub_x[i]), float(dr.sub_y[i])
+        )
+        th = theta.copy()
+        for k, v in kw.items():
+            th[scene.names.index(f"sub.{k}")] = v
+        with torch.no_grad():
+            cube1 = render_cube(scene, torch.as_tensor(th, dtype=DTYPE), edges, s_line).numpy()
+        z = ((cube1 - cube0).reshape(-1)) / sig
+        zz[b], bb[:, b] = z @ z, g.T @ z
+    out = {}
+    for name, idx in col_sets.items():
+        if any(model["labels"][j].startswith("pix.") for j in idx):
+            out[name] = np.full(len(sims), np.nan)
+            continue
+        out[name] = delta_chi2_many(zz, bb[idx], h[np.ix_(idx, idx)])
+    return out
 
 
 def _floor(st: Settings, ds: str) -> float:
@@ -195,4 +241,6 @@ def settings_from(cfg: Mapping) -> Settings:
         lambda_scale=float(pix.get("lambda_scale", 1.0)),
         source_mode=str(cfg.get("source_mode", "grid")),
         split=str(cfg.get("split", "test")),
+        cube_channels=int((cfg.get("cube") or {}).get("n_channels", 0)),
+        cube_v_range_kms=float((cfg.get("cube") or {}).get("v_range_kms", 400.0)),
     )

@@ -51,6 +51,8 @@ def summarise(
     for ds, per in sig.items():
         out["results"][ds] = {}
         for marg, s in per.items():
+            if np.all(np.isnan(s)):  # not defined for this data set (the cube with a pixelated source)
+                continue
             med = np.median(s, axis=0)
             bmed = np.median(s[boot], axis=1)  # (n_boot, n_bins)
             frac = np.mean(s >= threshold, axis=0)
@@ -77,7 +79,9 @@ def summarise(
         if ds == "flux":
             continue
         out["gain"][ds] = {
-            marg: np.median(s / np.maximum(flux[marg], 1e-300), axis=0).tolist() for marg, s in per.items()
+            marg: np.median(s / np.maximum(flux[marg], 1e-300), axis=0).tolist()
+            for marg, s in per.items()
+            if not np.all(np.isnan(s))
         }
     return out
 
@@ -174,6 +178,8 @@ def figure(result: Mapping[str, Any]):  # noqa: ANN201 - matplotlib Figure
     fig, axes = plt.subplots(1, len(margs), figsize=(4.2 * len(margs), 3.6), squeeze=False, sharey=True)
     for ax, marg in zip(axes[0], margs):
         for ds, per in s["results"].items():
+            if marg not in per:
+                continue
             r = per[marg]
             ci = np.asarray(r["median_ci95"])
             (line,) = ax.plot(mass, r["median"], "o-", label=ds, ms=3)
