@@ -19,6 +19,7 @@ written to ``<summary_dir>/<study>.json``; ``python -m lensml.report`` turns sum
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -226,6 +227,14 @@ def load_predictions(
     return out
 
 
+#: study blocks that need no training: block name -> ``module.function(spec, common, scale)`` -> summary block
+NO_TRAINING_STUDIES: dict[str, str] = {
+    "mask_leak": "lensml.analysis.leak_checks.run_leak_checks",
+    "signal": "lensml.analysis.signal.run_signal",
+    "forecast": "lensml.forecast.run_study",
+}
+
+
 def run_study(cfg: DictConfig) -> dict[str, Any] | None:
     """Run the stages of ``cfg.stage`` for ``cfg.study`` at ``cfg.scale``; return the summary if written."""
     t0 = time.time()
@@ -239,26 +248,13 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
     if "train" in stages:
         stage_train(mine, out_root)
     summary_dir = Path(cfg.summary_dir)
-    if study.get("mask_leak"):
-        from lensml.analysis.leak_checks import run_leak_checks
-
+    kind = next((k for k in NO_TRAINING_STUDIES if study.get(k)), None)
+    if kind:  # a study without training runs: one function of its block -> the summary
         if "summarise" not in stages:
             return None
-        summary = {
-            **_header(study, cfg, {}),
-            "mask_leak": run_leak_checks(study["mask_leak"], study.get("common", []), str(cfg.scale)),
-        }
-        write_json(summary_dir / f"{study['name']}.json", summary)
-        return summary
-    if study.get("signal"):
-        from lensml.analysis.signal import run_signal
-
-        if "summarise" not in stages:
-            return None
-        summary = {
-            **_header(study, cfg, {}),
-            "signal": run_signal(study["signal"], study.get("common", []), str(cfg.scale)),
-        }
+        module, func = NO_TRAINING_STUDIES[kind].rsplit(".", 1)
+        run = getattr(importlib.import_module(module), func)
+        summary = {**_header(study, cfg, {}), kind: run(study[kind], study.get("common", []), str(cfg.scale))}
         write_json(summary_dir / f"{study['name']}.json", summary)
         return summary
     if study.get("near_real"):
