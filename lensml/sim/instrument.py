@@ -42,8 +42,6 @@ from lensml.errors import ConfigError, DataError
 from lensml.sim.velocity_noise import (
     FWHM_PER_SIGMA,
     KAPPA_BACKGROUND_LIMITED,
-    flux_sigma,
-    velocity_sigma_kms,
 )
 
 #: Rest-frame vacuum wavelengths (Angstrom) of the emission lines a preset may name (``instrument.line``);
@@ -154,10 +152,16 @@ def observed_mask(
     f = np.asarray(flux, dtype=np.float32)
     peak = f.reshape(f.shape[0], -1).max(axis=1)
     mask = f > np.float32(mask_frac_of_peak) * peak[:, None, None]
-    if min_snr > 0:
-        snr = np.inf if peak_snr is None else peak_snr
-        sigma = flux_sigma(f, np.maximum(peak, 0.0).astype(np.float64), snr, background_sigma_frac)
-        mask &= f.astype(np.float64) > min_snr * sigma
+    if min_snr > 0:  # f > min_snr * flux_sigma(f), as f > 0 and f^2 > min_snr^2 (f a + b), in float32
+        b = f.shape[0]
+        snr = np.broadcast_to(np.asarray(np.inf if peak_snr is None else peak_snr, dtype=np.float64), (b,))
+        pk = np.maximum(peak, 0.0).astype(np.float64)
+        poisson = np.isfinite(snr) & (snr > 0)
+        a = np.where(poisson, pk / np.where(poisson, snr, 1.0) ** 2, 0.0).astype(np.float32)[:, None, None]
+        c = ((background_sigma_frac * pk) ** 2).astype(np.float32)[:, None, None]
+        k2 = np.float32(min_snr * min_snr)
+        fp = np.maximum(f, np.float32(0.0))
+        mask &= (f > 0) & (f * f > k2 * (fp * a + c))
     return mask
 
 
@@ -315,21 +319,18 @@ def reported_sigmas(
     width, ``noise.background_sigma_frac`` (relative to the observed peak). A map computed from the
     noiseless flux would hand the network the noiseless isophote. ``sigma_v_kms`` is the formula's value in
     every pixel (``sigma_v_max_kms`` where the observed flux is <= 0), also outside the mask where the
-    velocity is 0; ``flux_sigma`` is 0 where the flux is noiseless.
+    velocity is 0; ``flux_sigma`` is 0 where the flux is noiseless. Computed in float32 by a compiled kernel
+    (``reported_sigmas_kernel``) with ``lensml.sim.velocity_noise``'s formulas (tested against it).
     """
-    f = np.asarray(flux_obs, dtype=np.float64)
+    from lensml.sim.reported_sigmas_kernel import reported_sigmas_kernel
+
+    f = np.ascontiguousarray(flux_obs, dtype=np.float32)
     b = f.shape[0]
     snr = per_sample_peak_snr(noise, peak_snr, b)
-    peak = np.maximum(f.reshape(b, -1).max(axis=1), 0.0)
-    s_f = flux_sigma(f, peak, snr, noise.background_sigma_frac)
-    s_v = velocity_sigma_kms(
-        f,
-        peak,
-        snr,
-        noise.background_sigma_frac,
-        np.broadcast_to(np.asarray(sigma_line_kms, dtype=np.float64), (b,)),
-        noise.kappa,
-        noise.sigma_v_floor_kms,
-        noise.sigma_v_max_kms,
+    line = np.broadcast_to(np.asarray(sigma_line_kms, dtype=np.float64), (b,)).copy()
+    s_v, s_f = np.empty_like(f), np.empty_like(f)
+    reported_sigmas_kernel(
+        f, snr, line, float(noise.background_sigma_frac), float(noise.kappa),
+        float(noise.sigma_v_floor_kms), float(noise.sigma_v_max_kms), s_v, s_f,
     )
-    return s_v.astype(np.float32), s_f.astype(np.float32)
+    return s_v, s_f

@@ -110,3 +110,20 @@ def test_mixed_noise_kappa_is_within_5_percent_of_the_cramer_rao_bound(bg_to_pho
     bg_frac = np.sqrt(var_bg) / f
     model = velocity_sigma_kms(np.array([f]), f, peak_snr, bg_frac, s, floor_kms=0.0, sigma_v_max_kms=1e9)[0]
     assert model == pytest.approx(sigma_mu, rel=0.05)
+
+
+def test_reported_sigmas_kernel_matches_the_numpy_reference():
+    """The compiled float32 error maps (what samples carry) = velocity_noise's float64 formulas."""
+    from lensml.sim.instrument import Noise, reported_sigmas
+    from lensml.sim.velocity_noise import flux_sigma
+
+    rng = np.random.default_rng(4)
+    f = (rng.random((3, 24, 24)) ** 3 - 0.05).astype(np.float32)  # faint, bright and negative pixels
+    snr = np.array([20.0, np.inf, 8.0])
+    line = np.array([40.0, 60.0, 80.0])
+    noise = Noise(peak_snr=1.0, background_sigma_frac=0.03, sigma_v_floor_kms=4.0, sigma_v_max_kms=250.0)
+    s_v, s_f = reported_sigmas(f, noise, line, snr)
+    peak = f.reshape(3, -1).max(axis=1).astype(np.float64)
+    ref_v = velocity_sigma_kms(f, peak, snr, 0.03, line, noise.kappa, 4.0, 250.0)
+    np.testing.assert_allclose(s_v, ref_v, rtol=2e-5)
+    np.testing.assert_allclose(s_f, flux_sigma(f, peak, snr, 0.03), rtol=2e-5)

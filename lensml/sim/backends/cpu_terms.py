@@ -51,6 +51,8 @@ def column(profile: str, name: str) -> int:
 TABLE_SHIFT = 15
 _TABLE_X_RANGE = (1e-6, 1e8)
 _TABLES: dict[tuple[str, float], np.ndarray] = {}
+#: at most this many tables are kept (tidal truncation: ~64 per decade of tau, lensml.sim.subhalo)
+_TABLES_MAX = 512
 
 
 def _table_bits() -> tuple[int, int]:
@@ -67,6 +69,8 @@ def radial_table(name: str, tau: float) -> np.ndarray:
     """
     key = (name, float(tau))
     if key not in _TABLES:
+        if len(_TABLES) >= _TABLES_MAX:  # bounded memory (~190 kB a table): start again
+            _TABLES.clear()
         import torch
 
         lo, hi = _table_bits()
