@@ -6,9 +6,9 @@ be uploaded later with ``wandb sync <that dir>``. ``WANDB_SILENT`` is set (unles
 ``WANDB_DIR`` points at the run dir.
 
 CSV logger on resume: Lightning's ``CSVLogger`` deletes ``metrics.csv`` when it starts;
-``keep_earlier_csv_rows`` puts back the earlier rows of the epochs the checkpoint finished (those of later
-epochs are replayed by the resumed run, so they are dropped at once: a second kill leaves each epoch once) and
-``drop_replayed_rows`` removes, at the end, earlier rows of any epoch the resumed run logged again.
+``keep_earlier_csv_rows`` puts back the earlier rows, and ``replayed_rows_callback`` drops those of the epoch
+Lightning restores and later ones when the resumed run starts that epoch (they are logged again), so at every
+moment, also after a second kill, each epoch is in the file once.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def keep_earlier_csv_rows(logger: Any, first_epoch: int | None = None) -> tuple[
 
     Rows of epochs >= ``first_epoch`` (the first epoch the resumed run trains, ``resumed_first_epoch``) are
     dropped: the resumed run logs them again. The rest are written back at once, so a second kill leaves each
-    epoch once too. Returns (path, number of earlier rows) for ``drop_replayed_rows``, or None (not a CSV
+    epoch once too. Returns (path, number of earlier rows), or None (not a CSV
     logger, no earlier file, or not rank 0).
     """
     from lightning_fabric.utilities.rank_zero import rank_zero_only
@@ -139,31 +139,45 @@ def keep_earlier_csv_rows(logger: Any, first_epoch: int | None = None) -> tuple[
     return path, len(rows)
 
 
-def drop_replayed_rows(path: Path, n_earlier: int) -> int:
-    """Remove earlier rows of the epochs the resumed run logged again (one row set per epoch); return kept.
-
-    An earlier row is kept if its epoch is before the first epoch the resumed run logged (rows without an
-    epoch: if their step is before the resumed run's first step).
-    """
+def drop_csv_rows_from_epoch(logger: Any, first_epoch: int) -> int:
+    """Remove the rows of epochs >= ``first_epoch`` from a CSV logger's ``metrics.csv`` (atomically, same
+    header, so the logger keeps appending); return the number removed. Called when a resumed run starts its
+    first epoch, the epoch Lightning actually restored: rows of that epoch and later ones were written by the
+    killed run and are logged again, so at every moment each epoch is in the file once."""
     from lensml.atomic_io import write_text
 
-    rows = _read_csv_rows(path)
-    earlier, new = rows[:n_earlier], rows[n_earlier:]
-    first_epoch = min((e for r in new if (e := _num(r.get("epoch"))) is not None), default=float("inf"))
-    first_step = min((s for r in new if (s := _num(r.get("step"))) is not None), default=float("inf"))
-
-    def before(r: dict[str, str]) -> bool:
-        e = _num(r.get("epoch"))
-        return e < first_epoch if e is not None else (_num(r.get("step")) or 0.0) < first_step
-
-    kept = [r for r in earlier if before(r)]
-    fields = sorted(set().union(*(r.keys() for r in kept + new))) if kept + new else []
+    writer = logger.experiment
+    writer.save()
+    path = Path(writer.metrics_file_path)
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    kept = [r for r in rows if (e := _num(r.get("epoch"))) is None or e < first_epoch]
+    if len(kept) == len(rows):
+        return 0
     buf = io.StringIO()
     out = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     out.writeheader()
-    out.writerows(kept + new)
+    out.writerows(kept)
     write_text(path, buf.getvalue())
-    return len(kept)
+    return len(rows) - len(kept)
+
+
+def replayed_rows_callback(logger: Any) -> Any:
+    """A Lightning callback that calls ``drop_csv_rows_from_epoch`` once, at the first training epoch."""
+    import pytorch_lightning as pl
+
+    class DropReplayedCsvRows(pl.Callback):
+        done = False
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if not self.done and trainer.is_global_zero:
+                self.done = True
+                drop_csv_rows_from_epoch(logger, int(trainer.current_epoch))
+
+    return DropReplayedCsvRows()
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:

@@ -35,11 +35,10 @@ from lensml.config_checks import check_train_config
 from lensml.data.cache import SPLITS, CacheReader, cache_config, physics_config
 from lensml.logging_setup import (
     configure_wandb_env,
-    drop_replayed_rows,
     is_wandb,
     keep_earlier_csv_rows,
     log_wandb_panels,
-    resumed_first_epoch,
+    replayed_rows_callback,
     wandb_run_dir,
 )
 from lensml.make_dataset import make_dataset_command
@@ -117,9 +116,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             configure_wandb_env(run_dir)
         logger = instantiate(cfg.logger)
         if resumed_from:
-            earlier_csv = keep_earlier_csv_rows(logger, resumed_first_epoch(resumed_from))
+            # keep the killed run's rows; those of the epoch Lightning restores and later ones are dropped
+            # when that epoch starts (the checkpoint's own count can be off by one at an epoch's end)
+            earlier_csv = keep_earlier_csv_rows(logger, None)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if earlier_csv:
+        callbacks.append(replayed_rows_callback(logger))
     precision = resolve_precision(cfg.trainer.get("precision", "32-true"),
                                   str(cfg.trainer.get("accelerator")))
     trainer: pl.Trainer = instantiate(
@@ -164,8 +167,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if module.test_predictions is not None and metrics.get("test"):
         metrics["test"].update(test_intervals(module.test_predictions, int(cfg.seed)))
     if trainer.is_global_zero:
-        if earlier_csv:
-            drop_replayed_rows(*earlier_csv)
         if is_wandb(logger):
             log_wandb_panels(logger, "test", metrics["test"], module.examples)
             metrics["wandb_dir"] = wandb_run_dir(logger)
