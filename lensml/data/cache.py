@@ -4,7 +4,8 @@ Layout (``<cache_dir>`` defaults to ``data/sim_dataset``)::
 
     manifest.json          format, package version, config (physics groups + data seed), config_hash,
                            counts per split, shard_size, shard list with sha256, complete flag
-    train_00000.npz        samples [0, shard_size) of split train; keys = SAMPLE_KEYS + "index"
+    train_00000.npz        samples [0, shard_size) of split train; keys = SAMPLE_KEYS + "index" (+ "cube"
+                           with instrument.n_velocity_channels > 0: N_v x N x N float32 per sample)
     train_00001.npz        ...
     val_00000.npz, test_00000.npz, ...
 
@@ -48,6 +49,13 @@ FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: keys of the ``sim`` group that change speed only, not the samples (left out of the hash)
 RUNTIME_SIM_KEYS: frozenset[str] = frozenset({"device", "num_threads", "chunk_size", "batch_size"})
+#: ``instrument`` keys of the IFU cube: left out of the hash while ``instrument.n_velocity_channels`` is 0
+#: (the samples are those of a config without them: caches made before the cube existed stay valid)
+CUBE_INSTRUMENT_KEYS: frozenset[str] = frozenset(
+    {"n_velocity_channels", "channel_width_kms", "velocity_range_kms"}
+)
+#: sample keys a shard holds besides ``SAMPLE_KEYS`` when the simulator returns them (the IFU ``cube``)
+OPTIONAL_SAMPLE_KEYS: tuple[str, ...] = ("cube",)
 MANIFEST = "manifest.json"
 
 
@@ -62,6 +70,8 @@ def cache_config(sim_cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
         node = _plain(node)
         if group == "sim" and isinstance(node, dict):
             node = {k: v for k, v in node.items() if k not in RUNTIME_SIM_KEYS}
+        if group == "instrument" and isinstance(node, dict) and not node.get("n_velocity_channels"):
+            node = {k: v for k, v in node.items() if k not in CUBE_INSTRUMENT_KEYS}
         out[group] = node
     return out
 
@@ -214,7 +224,8 @@ def generate_cache(
                 parts.append(simulator.sample_batch(seed, split, idx))
                 if progress:
                     progress(len(idx))
-            data = {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in SAMPLE_KEYS}
+            keys = (*SAMPLE_KEYS, *(k for k in OPTIONAL_SAMPLE_KEYS if k in parts[0]))
+            data = {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in keys}
             data["source_id"] = data["source_id"].astype(str)
             save_npz(path, index=np.arange(start, stop, dtype=np.int64), **data)
             entries.append(_entry(path, start, stop))
@@ -320,7 +331,7 @@ class CacheReader:
     def get(self, split: str, indices: np.ndarray, n: int) -> dict[str, np.ndarray]:
         """Samples ``indices`` of ``split`` (``n`` = split size in use)."""
         data = self.load_split(split, n)
-        return {k: data[k][indices] for k in SAMPLE_KEYS}
+        return {k: data[k][indices] for k in (*SAMPLE_KEYS, *OPTIONAL_SAMPLE_KEYS) if k in data}
 
     def __getstate__(self) -> dict[str, Any]:  # workers load their own copy, lazily
         state = self.__dict__.copy()

@@ -1,33 +1,28 @@
 """The IFU cube in the differentiable renderer: N_v velocity channels per pixel (forecast data set ``cube``).
 
-Each ray carries the source's line: flux f at velocity v (the disk's line of sight) with the observed
-dispersion ``sigma_line = sqrt(sigma0^2 + sigma_instr^2)`` (intrinsic and the instrument's line spread
-function, ``lensml.sim.velocity_noise.line_sigma_kms``). Channel k (centre v_k, width dv) receives
-``f [Phi((v_k + dv/2 - v) / sigma) - Phi((v_k - dv/2 - v) / sigma)]``; each slice is block-averaged and
-PSF-convolved like the flux map, with the same rays. Summed over channels covering the line it is the flux
-map; its first moment is the velocity map (``tests/inference/test_cube.py``). Continuum ignored.
-
-Noise per voxel, consistent with the moment maps' noise model: the flux noise sigma_f of a pixel
-(``flux_sigma``) splits into a Poisson part (variance ~ flux, so per voxel ~ the voxel's flux) and a
-background part spread over the channels with per-voxel variance ``sigma_bg^2 dv / (2 sqrt(pi) sigma_line)``:
-then the matched-filter S/N of a Gaussian line's flux equals f / sigma_f, and the Cramer-Rao centroid error
-is ``sqrt(2) sigma_line / SNR`` (the moment maps' kappa = sqrt(2), without a floor).
+The formulas (channels, the line's channel weights, the voxel noise sigma) are those of the production
+simulator's cube, written once in ``lensml.sim.cube`` (imported through ``lensml.inference.physics``): each
+ray's line is spread over the channels, each slice block-averaged and PSF-convolved like the flux map with
+the same rays; summed over channels covering the line it is the flux map, its first moment the velocity
+map (``tests/inference/test_cube.py``). Continuum ignored. Noise per voxel: ``voxel_sigma`` (the moment
+maps' flux noise split over the channels so that the matched-filter S/N of the line equals f / sigma_f).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from lensml.inference.physics import channel_edges_kms, channel_weights, voxel_sigma
 from lensml.inference.renderer import Scene, observe, ray_shoot, source_at
+
+__all__ = ["channel_edges", "render_cube", "voxel_sigma", "cube_jacobian"]
 
 
 def channel_edges(n_channels: int, v_range_kms: float) -> np.ndarray:
-    """(n + 1,) channel edges (km/s) spanning [-v_range, v_range]."""
-    return np.linspace(-v_range_kms, v_range_kms, n_channels + 1)
+    """(n + 1,) channel edges (km/s) spanning [-v_range, v_range] (``lensml.sim.cube.channel_edges_kms``)."""
+    return channel_edges_kms(n_channels, velocity_range_kms=v_range_kms)
 
 
 def render_cube(
@@ -39,25 +34,9 @@ def render_cube(
     f, fv = source_at(scene, p, bx, by)
     pos = f > 0
     v = torch.where(pos, fv / torch.where(pos, f, torch.ones_like(f)), torch.zeros_like(f))
-    e = torch.as_tensor(edges, dtype=f.dtype).reshape(-1, 1, 1)
-    cdf = 0.5 * (1 + torch.erf((e - v) / (math.sqrt(2.0) * sigma_line_kms)))
-    slices = f * (cdf[1:] - cdf[:-1])  # (N_v, H, W)
+    slices = f * channel_weights(v, sigma_line_kms, edges)  # (N_v, H, W)
     cube, _ = observe(scene, slices, slices[:1])
     return cube
-
-
-def voxel_sigma(
-    cube0: np.ndarray,
-    peak: float,
-    peak_snr: float,
-    background_sigma_frac: float,
-    dv_kms: float,
-    sigma_line_kms: float,
-) -> np.ndarray:
-    """Per-voxel noise sigma (flux units) of a noiseless cube (module docstring)."""
-    inv_snr2 = 1.0 / peak_snr**2 if np.isfinite(peak_snr) and peak_snr > 0 else 0.0
-    bg2 = (background_sigma_frac * peak) ** 2 * dv_kms / (2.0 * math.sqrt(math.pi) * sigma_line_kms)
-    return np.sqrt(np.clip(cube0, 0.0, None) * peak * inv_snr2 + bg2)
 
 
 def cube_jacobian(

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lensml.sim.cube import channel_edges_kms, channel_weights, voxel_sigma
 from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.sim.simulator import DrawBatch, LensSimulator, build_simulator
 from lensml.sim.velocity_noise import flux_sigma, velocity_sigma_kms
@@ -23,11 +24,14 @@ __all__ = [
     "Instrument",
     "LensSimulator",
     "build_simulator",
+    "channel_edges_kms",
+    "channel_weights",
     "disk_extent_arcsec",
     "disk_maps",
     "flux_sigma",
     "image_coordinates",
     "velocity_sigma_kms",
+    "voxel_sigma",
     "disk_grid_geometry",
     "template_grid",
     "with_subhalo",

@@ -4,6 +4,8 @@ Conventions:
 
 - Angles in **arcsec**; the PSF is given by its FWHM (arcsec) or as an explicit odd-sized kernel (``.npy``) at
   the detector pixel scale. A Gaussian kernel is sampled at pixel-centre offsets and normalised to sum 1.
+- IFU cube (``n_velocity_channels`` > 0; channels from ``channel_width_kms`` or ``velocity_range_kms``):
+  formulas and noise model in ``lensml.sim.cube``.
 - Spectral set-up: the emission line traced (``line``, rest wavelength in Angstrom, vacuum), the
   instrument's wavelength coverage (um) and resolving power R = lambda / FWHM. The line observed at
   ``rest * (1 + z_source)`` must fall in the coverage (``check_line_coverage``); R sets the instrumental
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from lensml.errors import ConfigError, DataError
+from lensml.sim.cube import channel_edges_kms
 from lensml.sim.velocity_noise import (
     FWHM_PER_SIGMA,
     KAPPA_BACKGROUND_LIMITED,
@@ -71,6 +74,17 @@ class Instrument:
     line_rest_angstrom: float = EMISSION_LINES_ANGSTROM["H-alpha"]
     wavelength_range_um: tuple[float, float] = (1.0, 2.4)
     resolving_power: float = 3800.0
+    #: > 0: also render the IFU cube of that many velocity channels (``lensml.sim.cube``); 0 = off
+    n_velocity_channels: int = 0
+    channel_width_kms: float | None = None  # channel width; None = 2 velocity_range_kms / n_velocity_channels
+    velocity_range_kms: float | None = 600.0  # channels tile [-range, range] (km/s) when no width is given
+
+    @property
+    def channel_edges_kms(self) -> np.ndarray | None:
+        """(n_velocity_channels + 1,) channel edges (km/s) of the cube, or None when it is off."""
+        if not self.n_velocity_channels:
+            return None
+        return channel_edges_kms(self.n_velocity_channels, self.channel_width_kms, self.velocity_range_kms)
 
     @property
     def psf_half(self) -> int:

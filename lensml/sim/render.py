@@ -61,8 +61,16 @@ def render_lensed(
     """Noiseless observed ``flux`` (B, N, N), ``velocity`` (km/s, 0 where the flux is 0) and ``mask`` (bool).
 
     ``backend="lenstronomy"`` loops over samples with ``LensModel.ray_shooting`` and numpy (the reference);
-    ``backend="torch"`` renders the batch at once (options ``device``, ``dtype``).
+    ``backend="torch"`` renders the batch at once (options ``device``, ``dtype``, ``cpu_kernels``) and, with
+    ``instrument.n_velocity_channels`` > 0, the IFU ``cube`` (B, N_v, N, N) too (option ``sigma_line_kms``:
+    the samples' line dispersions; ``lensml.sim.cube``).
     """
+    if backend != "torch" and instrument.n_velocity_channels:
+        raise ConfigError(
+            f"instrument.n_velocity_channels={instrument.n_velocity_channels}: the IFU cube is rendered by "
+            f"the torch backend only; use sim.backend=torch (not {backend!r}) or "
+            "instrument.n_velocity_channels=0."
+        )
     if backend == "torch":
         return render_torch(
             sources, lens_model_list, kwargs_lens, instrument, mask_frac_of_peak, **backend_options

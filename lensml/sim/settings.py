@@ -219,7 +219,24 @@ def _instrument(c: Mapping[str, Any]):  # noqa: ANN202
             f"instrument.velocity_grid={vgrid} must divide instrument.n_pix={n_pix} "
             f"(e.g. {n_pix // 2}), or be null."
         )
-    return Instrument(n_pix, scale, sup, kernel, vgrid, **_spectral(c))
+    return Instrument(n_pix, scale, sup, kernel, vgrid, **_spectral(c), **_cube(c))
+
+
+def _cube(c: Mapping[str, Any]) -> dict[str, Any]:
+    """The IFU cube's channels (``lensml.sim.cube``): ``instrument.n_velocity_channels`` (0 = off),
+    ``instrument.channel_width_kms`` or ``instrument.velocity_range_kms`` (km/s)."""
+    nv = _number({"n_velocity_channels": c.get("n_velocity_channels", 0)}, "n_velocity_channels",
+                 "instrument", 0, integer=True)
+    width = _number(c, "channel_width_kms", "instrument", 0.0, low_open=True, allow_none=True)
+    rng = _number({"velocity_range_kms": c.get("velocity_range_kms", 600.0)}, "velocity_range_kms",
+                  "instrument", 0.0, low_open=True, allow_none=True)
+    if nv and (width is None) == (rng is None):
+        raise ConfigError(
+            f"instrument.n_velocity_channels={nv} needs exactly one of instrument.channel_width_kms "
+            f"(got {width}) and instrument.velocity_range_kms (got {rng}): channels of a given width "
+            "centred on 0, or tiling [-range, range]; set the other one to null."
+        )
+    return {"n_velocity_channels": nv, "channel_width_kms": width, "velocity_range_kms": rng}
 
 
 def _spectral(c: Mapping[str, Any]) -> dict[str, Any]:

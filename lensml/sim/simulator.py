@@ -36,6 +36,9 @@ key                dtype, shape   meaning
                                   ``lensml.sim.subhalo.subhalo_masses``, docs/lens_physics.md)
 ``tau_trunc``      float64 B      r_trunc / r_s of the TNFW subhalo; NaN if none or not truncated (NFW, SIS)
 ``c200``           float64 B      concentration r200 / r_s of the NFW/TNFW subhalo; NaN if none or SIS
+``cube``           float32 4-D    only with ``instrument.n_velocity_channels`` = V > 0: the IFU cube (B, V, N,
+                                  N), line flux per velocity channel with voxel noise (``lensml.sim.cube``;
+                                  drawn apart from the maps' noise, which it leaves unchanged)
 =================  =============  ==========================================================================
 
 Config keys, conventions and the lower-level rendering API: ``docs/simulator.md``. Per-sample uniforms:
@@ -181,6 +184,12 @@ class LensSimulator(ParameterDraws, Simulator):
         self.cpu_kernels = sim.get("cpu_kernels", True)
         if not isinstance(self.cpu_kernels, bool):
             raise ConfigError(f"sim.cpu_kernels={self.cpu_kernels!r} must be true or false.")
+        if self.instrument.n_velocity_channels and self.backend != "torch":
+            raise ConfigError(
+                f"instrument.n_velocity_channels={self.instrument.n_velocity_channels} needs "
+                f"sim.backend=torch (sim.backend={self.backend!r} renders no IFU cube); or set "
+                "instrument.n_velocity_channels=0."
+            )
         self.sources = SourceSampler(cfg["source"], self.z_source, self.cosmology)
         self.n_pix = self.instrument.n_pix
         self.pixel_scale_arcsec = self.instrument.pixel_scale_arcsec
@@ -200,14 +209,9 @@ class LensSimulator(ParameterDraws, Simulator):
         depend on the chunking).
         """
         draws = _as_batch(draws)
-        n, b = self.n_pix, len(draws)
-        out = {
-            "flux": np.zeros((b, n, n), np.float32),
-            "velocity": np.zeros((b, n, n), np.float32),
-            "mask": np.zeros((b, n, n), bool),
-        }
-        step = self.chunk_size or b
-        for start in range(0, b, step):
+        out = self._empty(len(draws))
+        step = self.chunk_size or len(draws)
+        for start in range(0, len(draws), step):
             part = self._render_chunk(draws.take(slice(start, start + step)), split)
             for key in out:
                 out[key][start : start + step] = part[key]
@@ -216,12 +220,7 @@ class LensSimulator(ParameterDraws, Simulator):
     def _render_chunk(self, draws: DrawBatch, split: str) -> dict[str, np.ndarray]:
         from lensml.sim.render import render_lensed
 
-        n, b = self.n_pix, len(draws)
-        out = {
-            "flux": np.zeros((b, n, n), np.float32),
-            "velocity": np.zeros((b, n, n), np.float32),
-            "mask": np.zeros((b, n, n), bool),
-        }
+        out = self._empty(len(draws))
         # samples with a subhalo first: the torch backend then adds the subhalo terms in place (no copies)
         order = np.argsort(~draws.present, kind="stable")
         draws = draws.take(order)
@@ -236,6 +235,8 @@ class LensSimulator(ParameterDraws, Simulator):
         groups = self.sources.grids(draws.source, split, array, dtype, self.device, self.cpu_kernels)
         for idx, grids in groups:
             sub_kwargs = [{k: v[idx] for k, v in kw.items()} for kw in kwargs]
+            if "cube" in out:  # the IFU cube needs each sample's line dispersion
+                options["sigma_line_kms"] = np.asarray(draws.sigma_line_kms)[idx]
             res = render_lensed(
                 grids,
                 self.lens_model_list,
@@ -247,6 +248,15 @@ class LensSimulator(ParameterDraws, Simulator):
             )
             for key in out:
                 out[key][order[idx]] = res[key]
+        return out
+
+    def _empty(self, b: int) -> dict[str, np.ndarray]:
+        """Zeroed noiseless outputs of ``b`` samples (the cube too if ``instrument.n_velocity_channels``)."""
+        n, nv = self.n_pix, self.instrument.n_velocity_channels
+        out = {"flux": np.zeros((b, n, n), np.float32), "velocity": np.zeros((b, n, n), np.float32),
+               "mask": np.zeros((b, n, n), bool)}
+        if nv:
+            out["cube"] = np.zeros((b, nv, n, n), np.float32)
         return out
 
     def sample_batch(self, seed: int, split: str, indices: Sequence[int]) -> dict[str, np.ndarray]:
@@ -270,6 +280,11 @@ class LensSimulator(ParameterDraws, Simulator):
         sigma_v, sigma_f = reported_sigmas(flux, self.noise, draws.sigma_line_kms, draws.peak_snr)
         present = draws.present
         mask = final_mask(flux, clean["mask"], self.noise, draws.peak_snr)
+        cube = {}
+        if "cube" in clean:
+            from lensml.sim.cube_noise import add_cube_noise
+
+            cube["cube"] = add_cube_noise(clean["cube"], clean["flux"], self.noise, self.instrument, draws)
         return {
             "flux": flux,
             "velocity": velocity,
@@ -283,6 +298,7 @@ class LensSimulator(ParameterDraws, Simulator):
             "flux_sigma": sigma_f,
             "peak_snr": draws.peak_snr.astype(np.float64),
             **self.subhalo_metadata(draws),
+            **cube,
         }
 
     def subhalo_metadata(self, draws: DrawBatch) -> dict[str, np.ndarray]:

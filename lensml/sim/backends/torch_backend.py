@@ -22,6 +22,7 @@ from lensml.sim.backends.torch_sparse import (  # noqa: F401 - part of this back
     radial_alpha,
     ray_shoot_sparse,
 )
+from lensml.sim.cube import channel_weights
 from lensml.sim.instrument import Instrument, image_coordinates
 from lensml.source_grid import SourceGrids
 
@@ -126,6 +127,33 @@ def observe_torch(
     return f, velocity, mask
 
 
+#: samples per pass of ``observe_cube_torch`` (bounds its memory: N_v supersampled slices per sample)
+CUBE_CHUNK = 16
+
+
+def observe_cube_torch(sub: Tensor, sigma_line_kms: np.ndarray, instrument: Instrument) -> np.ndarray:
+    """Supersampled (B, 2, H, W) per-ray f and f v (with PSF margin) -> noiseless cube (B, N_v, N, N)
+    float32: each ray's line (velocity f v / f, dispersion ``sigma_line_kms`` (B,)) spread over the
+    channels (``lensml.sim.cube``), then per slice the block average, the PSF and the crop of the flux map."""
+    edges = instrument.channel_edges_kms
+    out = []
+    for start in range(0, sub.shape[0], CUBE_CHUNK):
+        part = sub[start : start + CUBE_CHUNK]
+        f, fv = part[:, 0], part[:, 1]
+        pos = f > 0
+        v = torch.where(pos, fv / torch.where(pos, f, torch.ones_like(f)), torch.zeros_like(f))
+        s = torch.as_tensor(np.asarray(sigma_line_kms)[start : start + CUBE_CHUNK], dtype=f.dtype)
+        img = f.unsqueeze(1) * channel_weights(v, s.to(f.device).reshape(-1, 1, 1), edges)
+        img = block_average(img, instrument.supersample)
+        if instrument.psf_kernel is not None:
+            img = _convolve_valid(img, instrument.psf_kernel)
+        crop = instrument.margin_pix - instrument.psf_half
+        if crop:
+            img = img[..., crop:-crop, crop:-crop]
+        out.append(img.to(torch.float32).cpu().numpy())
+    return np.concatenate(out)
+
+
 def render_torch(
     sources: SourceGrids,
     lens_model_list: Sequence[str],
@@ -135,8 +163,11 @@ def render_torch(
     device: str = "cpu",
     dtype: str | torch.dtype = "float32",
     cpu_kernels: bool = True,
+    sigma_line_kms: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays.
+    """Noiseless (flux, velocity, mask) of a batch in one pass; returned as numpy arrays; with
+    ``instrument.n_velocity_channels`` also the noiseless ``cube`` (B, N_v, N, N) of the same rays
+    (``observe_cube_torch``; needs the samples' line dispersions ``sigma_line_kms`` (B,), km/s).
 
     The rays go straight to source-grid coordinates, ``grid_sample`` reads both channels, then the block
     average, the PSF and the mask. On the CPU in float32 (unless ``cpu_kernels=False``) compiled kernels do
@@ -146,6 +177,9 @@ def render_torch(
     first, as the simulator does, skip a copy per subhalo term; ``grid_sample``; ``observe_torch``).
     """
     dt = resolve_dtype(dtype)
+    cube = instrument.n_velocity_channels > 0
+    if cube and sigma_line_kms is None:
+        raise ValueError("render_torch: instrument.n_velocity_channels > 0 needs sigma_line_kms (B,).")
     coords64 = image_coordinates(
         instrument.n_pix, instrument.pixel_scale_arcsec, instrument.supersample, instrument.margin_pix
     )
@@ -165,12 +199,19 @@ def render_torch(
             source = cpu_rays.pack_sources(np.asarray(sources.flux), np.asarray(sources.velocity_kms))
             blocks = cpu_rays.render_blocks_cpu(coords64, terms, source, instrument.supersample)
             f, v, m = cpu_observe.observe_cpu(blocks, instrument, mask_frac_of_peak)
-            return {"flux": f, "velocity": v, "mask": m}
+            out = {"flux": f, "velocity": v, "mask": m}
+            if cube:  # the same rays (terms), sampled per ray by grid_sample
+                log_fallback("the IFU cube (instrument.n_velocity_channels); the rays still use the kernels")
+                with torch.inference_mode():
+                    grid = torch.from_numpy(cpu_rays.coordinates_from_terms(coords64, terms))
+                    sub = F.grid_sample(_source_stack(sources, dt, device), grid, mode="bilinear",
+                                        padding_mode="zeros", align_corners=False)
+                    out["cube"] = observe_cube_torch(sub, sigma_line_kms, instrument)
+            return out
     elif cpu_kernels:
         log_fallback(f"sim.dtype={dt} on sim.device={device}: the kernels run float32 on the CPU only")
     with torch.inference_mode():
-        src_f = _t(sources.flux, dt, device)
-        src = torch.stack((src_f, src_f * _t(sources.velocity_kms, dt, device)), dim=1)
+        src = _source_stack(sources, dt, device)
         if terms is None:
             coords = torch.as_tensor(coords64, dtype=dt, device=device)
             grid = source_grid_coordinates(coords, lens_model_list, kwargs_lens, a, c)
@@ -178,8 +219,17 @@ def render_torch(
             grid = torch.from_numpy(cpu_rays.coordinates_from_terms(coords64, terms))  # terms packed above
         sub = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         f, v, m = observe_torch(sub, instrument, mask_frac_of_peak)
-    return {
-        "flux": f.to(torch.float32).cpu().numpy(),
-        "velocity": v.to(torch.float32).cpu().numpy(),
-        "mask": m.cpu().numpy(),
-    }
+        out = {
+            "flux": f.to(torch.float32).cpu().numpy(),
+            "velocity": v.to(torch.float32).cpu().numpy(),
+            "mask": m.cpu().numpy(),
+        }
+        if cube:
+            out["cube"] = observe_cube_torch(sub, sigma_line_kms, instrument)
+    return out
+
+
+def _source_stack(sources: SourceGrids, dt: torch.dtype, device: str) -> Tensor:
+    """(B, 2, M, M) source grids f and f v of ``sources`` (what ``grid_sample`` reads)."""
+    src_f = _t(sources.flux, dt, device)
+    return torch.stack((src_f, src_f * _t(sources.velocity_kms, dt, device)), dim=1)
