@@ -37,6 +37,7 @@ __all__ = [
     "with_subhalo",
     "subhalo_kwargs_at",
     "noise_sigmas",
+    "subhalo_kwargs_model",
 ]
 
 
@@ -106,3 +107,24 @@ def noise_sigmas(
         nz.sigma_v_max_kms,
     )
     return s_f, s_v
+
+
+def subhalo_kwargs_model(
+    sim: LensSimulator,
+    mass_msun: np.ndarray,
+    x: float,
+    y: float,
+    host_theta_e: float,
+    lens_center: tuple[float, float] = (0.0, 0.0),
+) -> dict[str, np.ndarray]:
+    """lenstronomy kwargs (arrays over ``mass_msun``, M200) of the configured subhalo profile at (x, y)
+    arcsec; its concentration and truncation from the configured model with the given host theta_E (arcsec)
+    and the subhalo in the lens plane (r3D = the projected radius from ``lens_center``): no drawn quantity
+    is used (the fitter's subhalo model, ``lensml.inference.fit_model``)."""
+    m = np.atleast_1d(np.asarray(mass_msun, dtype=float))
+    n = m.size
+    lens = {"center_x": np.full(n, lens_center[0]), "center_y": np.full(n, lens_center[1])}
+    xs, ys = np.full(n, float(x)), np.full(n, float(y))
+    r3d = sim._r_proj_kpc(lens, xs, ys)
+    kw = sim._subhalo_kwargs(m, r3d, xs, ys, np.full(n, float(host_theta_e)))
+    return {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy() for k, v in kw.items()}
