@@ -14,7 +14,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lensml.data.channels import CHANNEL_MODES, InputNorm, check_streams, layout
+from lensml.data.channels import (
+    CHANNEL_LAYOUTS,
+    InputNorm,
+    check_streams,
+    layout,
+    n_channels,
+    n_velocity_channels_of,
+    required_keys,
+)
 from lensml.errors import ConfigError
 from lensml.paths import CONF_DIR
 
@@ -63,9 +71,11 @@ def check_data(cfg: DictConfig) -> None:
     if not isinstance(q, int | float) or not 0 < q <= 1:
         raise ConfigError(f"data.flux_quantile={q!r} must lie in (0, 1], e.g. 0.995")
     ch = _get(cfg, "data.channels")
-    if ch not in CHANNEL_MODES:
-        raise ConfigError(f"data.channels={ch!r} is unknown; use one of {sorted(CHANNEL_MODES)}")
+    if ch not in CHANNEL_LAYOUTS:
+        raise ConfigError(f"data.channels={ch!r} is unknown; use one of {sorted(CHANNEL_LAYOUTS)}")
     norm = InputNorm.from_cfg(_get(cfg, "data"))  # data.flux_norm, flux_snr_scale, sigma_v_ref_kms
+    n_channels(ch, n_velocity_channels_of(cfg))  # data.channels=cube needs instrument.n_velocity_channels
+    required_keys(ch, norm.flux_norm)  # data.flux_norm=snr is not defined for the cube
     check_snr_has_noise(cfg, norm.flux_norm, ch)
 
 

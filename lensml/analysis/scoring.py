@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lensml.data.cache import cache_config, config_hash, physics_config
-from lensml.data.channels import InputNorm, n_channels
+from lensml.data.channels import InputNorm, n_channels, n_velocity_channels_of
 from lensml.data.dataset import LensDataset
 from lensml.errors import ConfigError, DataError
 from lensml.sim.simulator import SUBHALO_METADATA_KEYS
@@ -111,7 +111,8 @@ def load_run(run_dir: str | Path, which: str = "best") -> Run:
 
 def load_net(run: Run, cfg: DictConfig) -> torch.nn.Module:
     """The run's CNN with the checkpoint weights, in eval mode."""
-    net = instantiate(cfg.model.net, in_channels=n_channels(cfg.data.channels), _convert_="all")
+    in_channels = n_channels(cfg.data.channels, n_velocity_channels_of(cfg))
+    net = instantiate(cfg.model.net, in_channels=in_channels, _convert_="all")
     state = torch.load(run.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     return net.eval()

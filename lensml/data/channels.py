@@ -19,6 +19,8 @@ Conventions (stated once, here):
   ``flux_shuffled_velocity_mask``    3   as ``flux_velocity_mask``; velocity and mask of ``perm(i)``
   ``flux_shuffled_velocity_weight``  4   as ``flux_velocity_weight``; velocity, mask and weight of
                                          ``perm(i)``
+  ``cube``                           V   the IFU cube's V = ``instrument.n_velocity_channels`` slices
+                                         (sample key ``cube``, ``lensml.sim.cube``), noisy, early fusion
   =================================  ==  ===========================================================
 
   The seed's four modes are the first four, unchanged. Names: ``flux`` or
@@ -30,6 +32,9 @@ Conventions (stated once, here):
   ``WEIGHT_MAX`` = 100 (i.e. sigma_v floored at sigma_v_ref / 10; inactive when the simulator's velocity error
   floor exceeds that). ``sigma_v_ref_kms`` (``data.sigma_v_ref_kms``, default 10 km/s) makes it
   dimensionless and O(1): a pixel measured to 10 km/s has weight 1, one measured to 100 km/s has 0.01.
+- Cube (``cube``): all slices divided by one per-sample robust peak, the ``flux_quantile`` quantile of the
+  sample's voxels (floored at 1e-12): the slices keep their relative brightness (the line profile).
+  ``data.flux_norm=snr`` is not defined for it (no per-voxel sigma key).
 - Shuffled modes: ``velocity``, ``mask`` and ``sigma_v_kms`` (hence the weight) all come from sample
   ``perm(i)`` (one permutation, ``VELOCITY_KEYS``); flux, ``flux_sigma`` and the label stay with sample i.
   ``perm`` is a derangement of ``range(n)`` (no sample keeps its own velocity map), a pure function of
@@ -76,10 +81,13 @@ CHANNEL_LAYOUTS: dict[str, ChannelLayout] = {
     "flux_velocity_weight": ChannelLayout(("flux", "velocity", "mask", "weight")),
     "flux_shuffled_velocity_mask": ChannelLayout(("flux", "velocity", "mask"), shuffled=True),
     "flux_shuffled_velocity_weight": ChannelLayout(("flux", "velocity", "mask", "weight"), shuffled=True),
+    "cube": ChannelLayout(("cube",)),  # "cube" stands for instrument.n_velocity_channels channels
 }
 
-#: channel mode -> number of input channels
-CHANNEL_MODES: dict[str, int] = {mode: len(lay.channels) for mode, lay in CHANNEL_LAYOUTS.items()}
+#: channel mode -> number of input channels, for the modes of a fixed count (not ``cube``: ``n_channels``)
+CHANNEL_MODES: dict[str, int] = {
+    mode: len(lay.channels) for mode, lay in CHANNEL_LAYOUTS.items() if "cube" not in lay.channels
+}
 
 #: ``data.flux_norm`` options
 FLUX_NORMS: tuple[str, ...] = ("peak", "snr")
@@ -104,9 +112,25 @@ def layout(mode: str) -> ChannelLayout:
     return CHANNEL_LAYOUTS[mode]
 
 
-def n_channels(mode: str) -> int:
-    """Number of input channels of a channel mode (``ConfigError`` naming ``data.channels`` if unknown)."""
-    return len(layout(mode).channels)
+def n_channels(mode: str, n_velocity_channels: int = 0) -> int:
+    """Number of input channels of a channel mode (``ConfigError`` naming ``data.channels`` if unknown);
+    ``cube`` counts ``n_velocity_channels`` (``instrument.n_velocity_channels``, which must then be > 0)."""
+    chans = layout(mode).channels
+    if "cube" not in chans:
+        return len(chans)
+    if not int(n_velocity_channels or 0) > 0:
+        raise ConfigError(
+            f"data.channels={mode} feeds the IFU cube's slices, but instrument.n_velocity_channels="
+            f"{n_velocity_channels} renders none; set instrument.n_velocity_channels (e.g. 16)"
+        )
+    return len(chans) - 1 + int(n_velocity_channels)
+
+
+def n_velocity_channels_of(cfg: Any) -> int:
+    """``instrument.n_velocity_channels`` of a config holding the physics groups (0 if absent)."""
+    instrument = cfg.get("instrument") if hasattr(cfg, "get") else None
+    value = instrument.get("n_velocity_channels", 0) if hasattr(instrument, "get") else 0
+    return int(value or 0)
 
 
 def needs_shuffle(mode: str) -> bool:
@@ -147,6 +171,11 @@ def required_keys(mode: str, flux_norm: str = "peak") -> tuple[str, ...]:
     keys += [k for k in ("velocity", "mask") if k in chans]
     if "weight" in chans:
         keys += ["sigma_v_kms"]
+    if "cube" in chans:
+        if flux_norm == "snr":
+            raise ConfigError(f"data.flux_norm=snr is not defined for data.channels={mode} (no per-voxel "
+                              "sigma); use data.flux_norm=peak")
+        keys += ["cube"]
     return tuple(keys)
 
 
@@ -169,6 +198,13 @@ def normalise_flux(flux: np.ndarray, quantile: float = 0.995) -> np.ndarray:
     scale = np.quantile(flux.reshape(b, -1), quantile, axis=1)
     scale = np.maximum(scale, 1e-12).astype(np.float32)
     return (flux / scale[:, None, None]).astype(np.float32)
+
+
+def normalise_cube(cube: np.ndarray, quantile: float = 0.995) -> np.ndarray:
+    """Cube (B, V, N, N) divided by its per-sample ``quantile`` over all voxels; float32, dimensionless."""
+    b = cube.shape[0]
+    scale = np.maximum(np.quantile(cube.reshape(b, -1), quantile, axis=1), 1e-12).astype(np.float32)
+    return (cube / scale[:, None, None, None]).astype(np.float32)
 
 
 def flux_snr(flux: np.ndarray, flux_sigma: np.ndarray, snr_scale: float) -> np.ndarray:
@@ -248,6 +284,7 @@ def stack_channels(
     flux_norm: str = "peak",
     flux_snr_scale: float = 30.0,
     sigma_v_ref_kms: float = 10.0,
+    cube: np.ndarray | None = None,
 ) -> np.ndarray:
     """Build the (B, C, N, N) float32 CNN input for ``mode`` (channel order: the module's table).
 
@@ -256,7 +293,7 @@ def stack_channels(
     does not use may be None; a missing map it needs is a ``ValueError`` naming the sample key.
     """
     given = {"flux": flux, "velocity": velocity_kms, "mask": mask, "sigma_v_kms": sigma_v_kms,
-             "flux_sigma": flux_sigma}
+             "flux_sigma": flux_sigma, "cube": cube}
     missing = [k for k in required_keys(mode, flux_norm) if given[k] is None]
     if missing:
         raise ValueError(f"data.channels={mode} (data.flux_norm={flux_norm}) needs sample keys {missing}; "
@@ -270,17 +307,20 @@ def stack_channels(
             parts.append(normalise_velocity(velocity_kms, velocity_scale_kms))
         elif name == "mask":
             parts.append(np.asarray(mask, dtype=bool).astype(np.float32))
+        elif name == "cube":
+            parts.append(normalise_cube(np.asarray(cube, dtype=np.float32), flux_quantile))
         else:
             parts.append(velocity_weight(sigma_v_kms, mask, sigma_v_ref_kms))
-    return np.stack(parts, axis=1)
+    return np.concatenate([p if p.ndim == 4 else p[:, None] for p in parts], axis=1)
 
 
 def stack_sample(mode: str, sample: Mapping[str, np.ndarray], norm: InputNorm) -> np.ndarray:
     """``stack_channels`` on a sample dict (simulator keys; velocity-side keys already re-paired)."""
     get = {k: (np.asarray(sample[k]) if k in sample else None) for k in
-           ("flux", "velocity", "mask", "sigma_v_kms", "flux_sigma")}
+           ("flux", "velocity", "mask", "sigma_v_kms", "flux_sigma", "cube")}
     return stack_channels(
         mode, get["flux"], get["velocity"], norm.velocity_scale_kms, norm.flux_quantile,
         mask=get["mask"], sigma_v_kms=get["sigma_v_kms"], flux_sigma=get["flux_sigma"],
         flux_norm=norm.flux_norm, flux_snr_scale=norm.flux_snr_scale, sigma_v_ref_kms=norm.sigma_v_ref_kms,
+        cube=get["cube"],
     )

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from lensml.data.augment import EpochSampler
 from lensml.data.cache import CacheReader, cache_config
-from lensml.data.channels import check_flux_norm, n_channels, needs_shuffle
+from lensml.data.channels import check_flux_norm, layout, n_channels, n_velocity_channels_of, needs_shuffle
 from lensml.data.curriculum import Curriculum
 from lensml.data.dataset import CacheSource, LensDataset, SimulatorSource, collate
 from lensml.data.oracle import OracleResidualSource
@@ -47,7 +47,7 @@ class LensDataModule(pl.LightningDataModule):
         mode: ``onthefly`` (render in the loaders) or ``cache`` (read ``cache_dir`` made by ``make_dataset``).
         n_train, n_val, n_test: samples per split.
         seed: data seed; sample i of split s is a pure function of (seed, s, i).
-        channels: channel mode (``lensml.data.channels``).
+        channels: channel mode (``lensml.data.channels``; ``cube``: instrument.n_velocity_channels inputs).
         batch_size: training batch size; ``eval_batch_size`` for val/test (default: the same).
         num_workers: DataLoader workers (0 = render in the main process).
         worker_threads: torch threads per worker (0 = leave torch's default).
@@ -101,9 +101,9 @@ class LensDataModule(pl.LightningDataModule):
                 raise ConfigError(f"data.{key}={value!r} must be true or false")
         self.oracle_residual = oracle_residual
         bad = mode != "onthefly" or needs_shuffle(channels) or (curriculum or {}).get("enabled")
-        if self.oracle_residual and bad:
+        if self.oracle_residual and (bad or "cube" in layout(channels).channels):
             raise ConfigError("data.oracle_residual=true needs data=onthefly, an unshuffled data.channels "
-                              "mode and data.curriculum.enabled=false")
+                              "mode other than cube and data.curriculum.enabled=false")
         self.curriculum = Curriculum.from_cfg(curriculum)
         if self.curriculum.enabled and mode != "onthefly":
             raise ConfigError("data.curriculum.enabled=true needs data=onthefly (a cache holds the target "
@@ -112,7 +112,7 @@ class LensDataModule(pl.LightningDataModule):
         self.augment = augment
         if mode not in MODES:
             raise ConfigError(f"data.mode={mode!r} is unknown; use one of {MODES}")
-        self.in_channels = n_channels(channels)
+        self.in_channels = n_channels(channels, n_velocity_channels_of(sim_cfg))
         self.flux_norm = check_flux_norm(flux_norm)
         self.flux_snr_scale = float(flux_snr_scale)
         self.sigma_v_ref_kms = float(sigma_v_ref_kms)
