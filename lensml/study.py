@@ -31,7 +31,6 @@ from typing import Any
 import hydra
 import numpy as np
 import torch
-import yaml
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -48,12 +47,13 @@ EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def load_study(name: str) -> dict[str, Any]:
-    """``experiments/<name>.yaml`` (or a path to a study file) as a dict."""
+    """``experiments/<name>.yaml`` (or a path to a study file) as a dict. Read with OmegaConf's YAML loader,
+    as every config: ``1.0e8`` is a float (PyYAML's YAML 1.1 resolver reads it as a string)."""
     path = Path(name) if name.endswith(".yaml") else EXPERIMENTS_DIR / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
         raise ConfigError(f"study={name!r}: {path} does not exist; use one of {known}")
-    study = yaml.safe_load(path.read_text())
+    study = OmegaConf.to_container(OmegaConf.load(path))
     study["name"] = path.stem
     return study
 

@@ -233,3 +233,12 @@ def test_hard_negatives(tmp_path: Path) -> None:
     # the reference condition's FPR is at most the operating 5 % (threshold from those very negatives)
     assert all(v["value"] <= 0.05 + 1e-9 for v in fp["conditions"]["clean_m1e10"]["variants"].values())
     assert s["runs"]["fv_hard_s0"]["channels"] == "flux_velocity_weight"
+
+
+def test_study_files_read_numbers_as_numbers() -> None:
+    """``1.0e8`` in a study file is a float (PyYAML's YAML 1.1 resolver reads it as a string, which the
+    forecast study rejected: 'forecast.mass_bins=['1.0e8', ...] must be ... masses > 0')."""
+    from lensml.study import load_study
+
+    assert all(isinstance(m, float) for m in load_study("forecast")["forecast"]["mass_bins"])
+    assert all(isinstance(m, float) for m in load_study("signal")["signal"]["mass_bins"])
