@@ -1,7 +1,7 @@
 """Simulator speed: samples/s of each backend at 64x64 and 128x128, and the ratio to a plain lenstronomy loop.
 
     python benchmarks/bench_sim.py [--cores 1 2] [--repeats 5] [--n-torch 128] [--n-ref 8] [--quick]
-                                   [--set KEY=VALUE ...]
+                                   [--cube 8 16] [--set KEY=VALUE ...]
 
 The physics of SAMPLES_VERSION 4 (before the hard negatives: no lens multipoles, 0-3 co-moving clumps of
 0.015-0.04"), to compare with figures measured then::
@@ -23,6 +23,10 @@ DataLoader workers do):
   flux and ``TracerModelSource.tracer_model`` for the flux-weighted velocity; INTERPOL source grids, same PSF
   kernel and supersampling; model objects built once), plus the same parameter draws, source grids and
   noise.
+
+- ``torch cube N_v``: ``torch`` (and ``torch ops``, without ``--quick``) with the IFU cube on
+  (``instrument.n_velocity_channels=N_v``, ``--cube``; ``lensml.sim.cube``): the moment maps plus the cube
+  of N_v noisy slices, from the same rays.
 
 Ratios are taken core for core (torch on N cores / ImSim on N cores), and against the plain loop on one core.
 """
@@ -139,6 +143,8 @@ def main() -> None:
     parser.add_argument("--n-ref", type=int, default=8, help="samples per lenstronomy block at 64x64")
     parser.add_argument("--repeats", type=int, default=5, help="blocks per measurement; the best is kept")
     parser.add_argument("--quick", action="store_true", help="64x64 only, torch and ImSim only")
+    parser.add_argument("--cube", type=int, nargs="*", default=[8, 16],
+                        help="IFU cube channel counts (instrument.n_velocity_channels); none: skip")
     parser.add_argument(
         "--set",
         action="append",
@@ -164,6 +170,14 @@ def main() -> None:
             for cores in args.cores:
                 rates[kind, cores] = rate(kind, [*grid, *args.set], cores, n, args.repeats)
             print(f"  {kind:<12}" + " ".join(f"{rates[kind, c]:>10.0f}" for c in args.cores), flush=True)
+        for kind in [k for k in kinds if k.startswith("torch")]:
+            for nv in args.cube:
+                n = args.n_torch if n_pix == 64 else max(args.n_torch // 4, 2)
+                cube = [*grid, *args.set, f"instrument.n_velocity_channels={nv}"]
+                row = [rate(kind, cube, c, n, args.repeats) for c in args.cores]
+                label = f"{kind} cube {nv}"
+                print(f"  {label:<12}" + " ".join(f"{r:>10.0f}" for r in row)
+                      + f"   ({row[0] / rates[kind, args.cores[0]]:.2f}x the maps alone)", flush=True)
         base = rates["ImSim", 1]
         for kind in ("torch", "torch ops"):
             if kind not in kinds:

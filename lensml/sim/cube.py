@@ -63,8 +63,8 @@ def channel_weights(v_kms: Tensor, sigma_line_kms: Tensor | float, edges_kms: np
     e = torch.as_tensor(np.asarray(edges_kms), dtype=v_kms.dtype, device=v_kms.device).reshape(-1, 1, 1)
     v = v_kms.unsqueeze(-3)
     s = sigma_line_kms.unsqueeze(-3) if isinstance(sigma_line_kms, Tensor) else sigma_line_kms
-    cdf = 0.5 * (1 + torch.erf((e - v) / (math.sqrt(2.0) * s)))
-    return cdf[..., 1:, :, :] - cdf[..., :-1, :, :]
+    erf = torch.erf((e - v) * (1.0 / (math.sqrt(2.0) * s)))  # Phi = (1 + erf) / 2: the 1 cancels
+    return 0.5 * (erf[..., 1:, :, :] - erf[..., :-1, :, :])
 
 
 def moments(cube: np.ndarray, edges_kms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

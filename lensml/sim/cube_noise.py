@@ -2,7 +2,8 @@
 
 Per sample, from its 64-bit noise seed (``DrawBatch.noise_key``) and the tag ``CUBE_NOISE_TAG``: a numpy
 ``Generator(Philox)`` seeded by ``SeedSequence([seed low 32 bits, seed high 32 bits, CUBE_NOISE_TAG])``, so a
-sample's cube noise is a pure function of its seed (not of the batch), and the flux and velocity maps'
+sample's cube noise is a pure function of its seed (not of the batch): Poisson counts of the voxels with
+positive flux in C order, then float32 standard normals of all voxels. The flux and velocity maps'
 noise (``lensml.sim.noise_draws``, counters keyed by the same seed) is untouched: the maps are the same
 with the cube on or off. The cube's noise and the maps' noise are separate realisations of one model: the
 flux noise relative to the noiseless flux map's peak (Poisson with ``peak_snr`` there, background
@@ -44,12 +45,14 @@ def draw_cube_noise(
         rng = np.random.Generator(
             np.random.Philox(np.random.SeedSequence([key & 0xFFFFFFFF, key >> 32, CUBE_NOISE_TAG]))
         )
+        signal = c.copy()
         if np.isfinite(snr) and snr > 0:
             scale = snr * snr / pk  # counts per flux unit
-            signal = rng.poisson(np.clip(c, 0.0, None) * scale) / scale
-        else:
-            signal = c
-        out[b] = signal + rng.standard_normal(c.shape) * bg[b]
+            lit = c > 0  # Poisson(0) = 0: draw only where the line reaches (most voxels are dark)
+            signal[lit] = rng.poisson(c[lit] * scale) / scale
+            signal[~lit] = 0.0
+        noise = rng.standard_normal(c.shape, dtype=np.float32)
+        out[b] = (signal + noise * np.float32(bg[b])).astype(np.float32)
     return out
 
 
