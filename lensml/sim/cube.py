@@ -24,7 +24,7 @@ arbitrary units.
   part ``sigma_bg^2 dv / (2 sqrt(pi) sigma_line)``. Then the matched-filter S/N of a Gaussian line's flux over
   the channels equals the flux map's ``f / flux_sigma`` (background-limited), and the Cramer-Rao centroid
   error is ``sqrt(2) sigma_line / SNR``: the moment maps' model with kappa = sqrt(2), without the floor
-  (``tests/inference/test_cube.py``, ``tests/sim/test_cube.py``).
+  (``tests/inference/test_cube.py``, ``tests/sim/test_ifu_cube.py``).
 """
 
 from __future__ import annotations
