@@ -63,7 +63,8 @@ def _setup(cfg: DictConfig) -> tuple[Any, int, DictConfig, dict[str, Any], str]:
     settings_from(fit)  # validate early
     seed = int(pcfg.data.seed)
     phys = physics_config(pcfg)
-    key = config_hash({"version": VERSION, "cache": cache_config(phys, seed), "fit": fit})
+    fit_key = {k: v for k, v in fit.items() if v is not None}  # a new optional setting keeps old caches
+    key = config_hash({"version": VERSION, "cache": cache_config(phys, seed), "fit": fit_key})
     return physics.build_simulator(phys), seed, pcfg, fit, key
 
 

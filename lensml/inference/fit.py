@@ -26,7 +26,7 @@ from scipy.optimize import least_squares
 from lensml.errors import ConfigError
 from lensml.inference import physics
 from lensml.inference.fit_model import Observed, Problem, SubhaloTable, inside, smooth_free
-from lensml.inference.fit_start import grid_starts, oracle_start
+from lensml.inference.fit_start import GRID, grid_starts, oracle_start
 from lensml.inference.renderer import DTYPE, Scene, render
 
 START_MODES: tuple[str, ...] = ("grid", "oracle")
@@ -38,6 +38,9 @@ class FitSettings:
 
     start: str = "grid"  # grid (data-driven) | oracle (the true parameters: a truth-leaking bound)
     source_groups: list[str] = field(default_factory=lambda: ["source"])  # + "bulge"
+    grid: dict[str, list[float]] | None = (
+        None  # replaces entries of ``fit_start.GRID`` (the coarse start grid)
+    )
     n_starts: int = 4
     start_nfev: int = 15
     final_nfev: int = 60
@@ -52,6 +55,9 @@ class FitSettings:
     def __post_init__(self) -> None:
         if self.start not in START_MODES:
             raise ConfigError(f"fit.start={self.start!r} is unknown; use one of {list(START_MODES)}.")
+        bad = sorted(set(self.grid or {}) - set(GRID))
+        if bad:
+            raise ConfigError(f"fit.grid.{bad[0]} is not a start-grid entry; use {sorted(GRID)}.")
         if self.n_starts < 1 or self.n_angles < 1 or self.n_refine < 1:
             raise ConfigError("fit.n_starts, fit.n_angles and fit.n_refine must be >= 1.")
 
@@ -84,7 +90,8 @@ def fit_smooth(
             raise ConfigError("fit.start=oracle needs the true parameters (simulated samples only).")
         starts, info = oracle_start(truth), {"start": "oracle"}
     else:
-        starts, info = grid_starts(scene, obs, pixel_scale_arcsec, st.n_starts)
+        grid = {**GRID, **{k: tuple(v) for k, v in (st.grid or {}).items()}}
+        starts, info = grid_starts(scene, obs, pixel_scale_arcsec, st.n_starts, grid)
     runs = []
     nfev = 0
     for th0 in starts:
