@@ -162,21 +162,22 @@ def main() -> None:
     )
     for n_pix, grid in grids.items():
         rates: dict[tuple[str, int], float] = {}
-        print(f"\n{n_pix}^2 " + " ".join(f"{f'{c} core' + ('s' if c > 1 else ''):>10}" for c in args.cores))
+        heads = " ".join(f"{f'{c} core' + ('s' if c > 1 else ''):>10}" for c in args.cores)
+        print(f"\n{f'{n_pix}^2':<19}" + heads)
         for kind in kinds:
             fast = kind.startswith("torch")
             n = args.n_torch if fast else args.n_ref
             n = n if n_pix == 64 else max(n // (4 if fast else 2), 2)
             for cores in args.cores:
                 rates[kind, cores] = rate(kind, [*grid, *args.set], cores, n, args.repeats)
-            print(f"  {kind:<12}" + " ".join(f"{rates[kind, c]:>10.0f}" for c in args.cores), flush=True)
+            print(f"  {kind:<18}" + " ".join(f"{rates[kind, c]:>10.0f}" for c in args.cores), flush=True)
         for kind in [k for k in kinds if k.startswith("torch")]:
             for nv in args.cube:
                 n = args.n_torch if n_pix == 64 else max(args.n_torch // 4, 2)
                 cube = [*grid, *args.set, f"instrument.n_velocity_channels={nv}"]
                 row = [rate(kind, cube, c, n, args.repeats) for c in args.cores]
                 label = f"{kind} cube {nv}"
-                print(f"  {label:<12}" + " ".join(f"{r:>10.0f}" for r in row)
+                print(f"  {label:<18}" + " ".join(f"{r:>10.0f}" for r in row)
                       + f"   ({row[0] / rates[kind, args.cores[0]]:.2f}x the maps alone)", flush=True)
         base = rates["ImSim", 1]
         for kind in ("torch", "torch ops"):
