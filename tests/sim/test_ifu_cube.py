@@ -82,6 +82,23 @@ def test_voxel_noise_has_the_voxel_sigma() -> None:
     assert np.array_equal(again[0], noisy[7])
 
 
+def test_voxel_counts_are_the_reference_poisson_draws_under_the_cube_key() -> None:
+    """Background 0: each voxel is its exact Poisson count (``noise_draws.poisson_reference``, the maps'
+    sampler) at the voxel's flat index under the key derived from the sample's seed."""
+    from lensml.sim.cube_noise import cube_noise_key
+    from lensml.sim.noise_draws import poisson_reference
+
+    clean = np.random.default_rng(3).uniform(0.0, 0.5, size=(1, 3, 5, 5)).astype(np.float32)
+    seed = np.uint64(2**63 + 12345)
+    one = (np.ones(1), np.full(1, 10.0), 0.0, 50.0, np.full(1, 60.0), np.array([seed]))
+    noisy = draw_cube_noise(clean, *one)
+    k0, k1 = cube_noise_key(seed)
+    key = np.uint64(int(k0) | (int(k1) << 32))
+    lam = clean.reshape(-1).astype(np.float64) * 100.0
+    want = [poisson_reference(m, key, p) / 100.0 for p, m in enumerate(lam)]
+    np.testing.assert_allclose(noisy.reshape(-1), want, rtol=1e-6)
+
+
 def test_simulated_cube_noise_follows_the_moment_maps_model() -> None:
     """The noisy cube minus the noiseless one, in units of voxel_sigma (the flux map's peak, the drawn
     peak S/N and line width): unit variance."""
