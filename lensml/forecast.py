@@ -13,6 +13,7 @@ import copy
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -279,20 +280,31 @@ def compose_forecast_config(overrides: list[str], out_dir: str | Path = ".") -> 
         return compose("forecast", overrides=[*overrides, f"out_dir={out_dir}"])
 
 
+def with_scale(spec: Mapping[str, Any], scale: str) -> dict[str, Any]:
+    """``spec`` with its ``per_scale[scale]`` settings merged in (dicts key by key, the rest replaced)."""
+    out = {k: v for k, v in spec.items() if k != "per_scale"}
+    for key, value in (spec.get("per_scale") or {}).get(scale, {}).items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = {**out[key], **value} if both else value
+    return out
+
+
 def run_study(spec: dict[str, Any], common: list[str], scale: str) -> dict[str, Any]:
     """The ``forecast`` study (for ``lensml.study``, as ``run_signal``). ``spec``: ``noise`` (noise group
-    names), ``n`` / ``n_tiny`` draws per bin, and any ``forecast.*`` key (``mass_bins``,
+    names), ``n`` / ``n_tiny`` draws per bin, ``per_scale`` (per study scale, settings merged over the rest),
+    and any ``forecast.*`` key (``mass_bins``,
     ``sigma_v_floors_kms``, ``marginalise``, ``refit``, ``unknown_position``, ...); ``common``: the study's
     overrides, of which the physics groups' are applied. Returns per noise group: summary, checks, timing.
     """
     tiny = scale == "tiny"
+    spec = with_scale(spec, scale)
     n = int(spec.get("n_tiny" if tiny else "n", 4 if tiny else 256))
     keep = [o for o in common if o.lstrip("+~").split(".")[0].split("=")[0] in PHYSICS_PREFIXES]
     out: dict[str, Any] = {"version": 1, "n_per_bin": n, "noise": {}}
     for noise in spec.get("noise", ["nominal"]):
         cfg = compose_forecast_config([*keep, f"noise={noise}"])
         for key, value in spec.items():
-            if key not in ("noise", "n", "n_tiny"):
+            if key not in ("noise", "n", "n_tiny", "per_scale"):
                 # sub-settings (refit, unknown_position, pixelated) merge; marginalise replaces the sets
                 OmegaConf.update(cfg, f"forecast.{key}", value, merge=key != "marginalise")
         OmegaConf.update(cfg, "forecast.n_draws", n)

@@ -17,7 +17,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from lensml.analysis import plots
+from lensml.analysis import forecast_section, plots
 from lensml.analysis.markdown import fmt_ci, md_table
 from lensml.atomic_io import save_figure, write_text
 from lensml.cli import clean_errors
@@ -39,7 +39,7 @@ STUDIES = (
     "near_real",
 )
 #: studies added after v1: rendered when their summary is present, not listed as missing (v1 stays identical)
-LATER_STUDIES = ("hard_negatives",)
+LATER_STUDIES = ("hard_negatives", "forecast")
 #: studies with their own training runs (scale and training curves are listed for these)
 TRAINED_STUDIES = (
     "headline", "ablations", "domain_shift", "control", "control_ablations", "control_observed_mask",
@@ -227,6 +227,7 @@ def build_report(summary_dir: Path, out_dir: Path, name: str) -> Path:
     _domain(r)
     _near_real(r)
     _hard_negatives(r)
+    forecast_section.add_section(r)
     _limitations(r)
     _reproduce(r, name)
     path = out_dir / "README.md"

@@ -78,3 +78,22 @@ def sensitivity_curves(
         m_edges = np.arange(np.floor(lm.min() / step) * step, lm.max() + step, step)
         out["variants"][variant] = {"vs_mass": binned_rate(dm, lm, m_edges, rng), "vs_distance": per_dist}
     return out
+
+
+def m50(edges_log10: list[float], rate: list[float | None], lo: list[float | None], hi: list[float | None],
+        level: float = 0.5) -> dict[str, float | None]:
+    """M50: the mass (M_sun) where the binned detection rate first reaches ``level``, log-linear between bin
+    centres, and its 95 % interval from where the rate's upper (``hi``) and lower (``lo``) bounds reach it.
+    ``None`` where the curve never reaches the level in the binned range (the mass is above the last bin)."""
+    centres = 0.5 * (np.asarray(edges_log10[:-1]) + np.asarray(edges_log10[1:]))
+
+    def crossing(y: list[float | None]) -> float | None:
+        pts = [(c, v) for c, v in zip(centres, y, strict=True) if v is not None]
+        for (c0, v0), (c1, v1) in zip(pts[:-1], pts[1:]):
+            if v0 < level <= v1:
+                return float(10 ** (c0 + (level - v0) * (c1 - c0) / (v1 - v0)))
+        if pts and pts[0][1] >= level:
+            return float(10 ** pts[0][0])
+        return None
+
+    return {"value": crossing(rate), "lo": crossing(hi), "hi": crossing(lo)}

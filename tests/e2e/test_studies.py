@@ -242,3 +242,17 @@ def test_study_files_read_numbers_as_numbers() -> None:
 
     assert all(isinstance(m, float) for m in load_study("forecast")["forecast"]["mass_bins"])
     assert all(isinstance(m, float) for m in load_study("signal")["signal"]["mass_bins"])
+
+
+def test_forecast_study_tiny_and_its_report_section(tmp_path: Path) -> None:
+    """``study=forecast scale=tiny`` runs from the real study file (its per_scale settings) and the report
+    renders its section from the summary alone."""
+    from lensml.report import build_report
+
+    s = _run("forecast", tmp_path)
+    res = s["forecast"]["noise"]["nominal"]
+    assert list(s["forecast"]["noise"]) == ["nominal"] and res["n_draws"] == 2
+    assert set(res["summary"]["results"]) == {"flux", "flux+velocity@10", "cube@4"}
+    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "forecast").read_text()
+    assert "The information ceiling" in readme and "M_min per data set" in readme
+    assert (tmp_path / "rep" / "figures" / "forecast_nominal.png").exists()

@@ -1,0 +1,128 @@
+"""The report section of the ``forecast`` study: the information ceiling, per noise level.
+
+Reads the study summary written by ``lensml.forecast.run_study`` (per noise group: the linearised
+significance per mass bin, data set and marginalisation, with M_min and bootstrap intervals) and renders
+the forecast's own table (``lensml.inference.summary.markdown``), its figure, and an answer: how far the
+velocity field (moment map at each velocity floor, and the cube) moves M_min under each marginalisation.
+The section is data in, Markdown out; ``lensml.report`` only calls ``add_section``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class _Report(Protocol):
+    s: Mapping[str, Any]
+
+    def add(self, text: str) -> None: ...
+
+    def fig(self, name: str, figure: Any, alt: str) -> None: ...
+
+    def section(self, title: str, summary: Mapping[str, Any], scale: bool = False) -> None: ...
+
+
+def _mass(r: Mapping[str, Any]) -> str:
+    """M_min (M_sun), or the forecast's note where it lies outside the mass bins (e.g. '< 1.0e+09')."""
+    x = r["m_min_msun"]
+    return f"{x:.2g}" if x is not None else str(r.get("m_min_note") or "not reached")
+
+
+def _interval(r: Mapping[str, Any]) -> str:
+    lo, hi = r.get("m_min_ci95") or (None, None)
+    if lo is None or hi is None:
+        return ""
+    return f" [{lo:.2g}, {hi:.2g}]"
+
+
+def answer_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    """Per marginalisation and data set: M_min (M_sun, 95 % bootstrap interval) and the factor by which it
+    lies below flux-only's (> 1: the data set detects lighter subhalos)."""
+    res = result["summary"]["results"]
+    flux = res["flux"]
+    rows = []
+    for marg, fr in flux.items():
+        for ds, per in res.items():
+            r = per.get(marg)
+            if r is None:
+                continue
+            ratio = "–"
+            if ds != "flux" and r["m_min_msun"] and fr["m_min_msun"]:
+                ratio = f"x{fr['m_min_msun'] / r['m_min_msun']:.2f}"
+            rows.append([marg, ds, _mass(r) + _interval(r), ratio])
+    return rows
+
+
+def verdict(result: Mapping[str, Any], marg: str = "macro_source", floor: str = "10") -> str:
+    """One sentence: does the moment map (at ``floor`` km/s) and the cube lower M_min beyond its interval
+    under marginalisation ``marg``? Judged from the flux-only M_min interval."""
+    res = result["summary"]["results"]
+    if marg not in res["flux"]:
+        return ""
+    f = res["flux"][marg]
+    if not f["m_min_msun"]:
+        return f"Flux alone does not reach the threshold in these mass bins under `{marg}`."
+    lo_f = (f.get("m_min_ci95") or [None])[0]
+    parts = []
+    for ds in (f"flux+velocity@{floor}", *(k for k in res if k.startswith("cube"))):
+        r = res.get(ds, {}).get(marg)
+        if not r or not r["m_min_msun"]:
+            continue
+        hi = (r.get("m_min_ci95") or [None, None])[1]
+        sig = hi is not None and lo_f is not None and hi < lo_f
+        parts.append(
+            f"{ds} lowers M_min by x{f['m_min_msun'] / r['m_min_msun']:.2f} "
+            + ("(intervals disjoint)" if sig else "(intervals overlap: not significant at this scale)")
+        )
+    return f"Under `{marg}`: " + "; ".join(parts) + "." if parts else ""
+
+
+def add_section(r: _Report) -> None:
+    """Render the forecast study (if its summary is present) into report ``r``."""
+    s = r.s.get("forecast")
+    if not s or not s.get("forecast"):
+        return
+    from lensml.analysis.markdown import md_table
+    from lensml.inference.summary import figure, markdown
+
+    r.section("The information ceiling: linearised forecast (marginalised)", s)
+    for noise, result in s["forecast"]["noise"].items():
+        r.add(f"### noise={noise}\n")
+        body = markdown(result).split("\n", 2)[2]  # drop the forecast's own title
+        r.add(body)
+        r.fig(f"forecast_{noise}.png", figure(result), f"forecast significance vs mass, noise={noise}")
+        r.add(
+            "M_min per data set and what the velocity field buys (M_min of flux / M_min of the data set):\n\n"
+            + md_table(["marginalise", "data set", "M_min (M_sun) [95 %]", "factor"], answer_rows(result))
+        )
+        text = " ".join(x for x in (verdict(result), verdict(result, "macro_pixelated")) if x)
+        if text:
+            r.add(text + "\n")
+    r.add(efficiency(r.s, next(iter(s["forecast"]["noise"].values()))) + "\n")
+
+
+def efficiency(summaries: Mapping[str, Any], result: Mapping[str, Any], marg: str = "macro_source") -> str:
+    """CNN M50 (50 % detected at 5 % FPR, from the headline study's rate vs mass) against the forecast's
+    M_min of the matching data set under ``marg``: efficiency = M_min / M50 (1 = at the ceiling)."""
+    from lensml.analysis.sensitivity import m50
+
+    sens = (summaries.get("headline") or {}).get("sensitivity")
+    if not sens:
+        return (
+            "Detector efficiency (forecast M_min / CNN M50): no headline study summary in this report, so no "
+            "CNN M50 to compare (the v2 report puts both side by side)."
+        )
+    res = result["summary"]["results"]
+    parts = []
+    for variant, v in sens["variants"].items():
+        vm = v["vs_mass"]
+        m = m50(vm["edges"], vm["rate"], vm["lo"], vm["hi"])
+        ds = "flux" if variant in ("baseline", "flux") or "flux_only" in variant else "flux+velocity@10"
+        ceiling = res.get(ds, {}).get(marg, {}).get("m_min_msun")
+        if m["value"] is None:
+            parts.append(f"{variant}: M50 above the tested range (> 1e{vm['edges'][-1]:g} M_sun)")
+        else:
+            eff = f", efficiency {ceiling / m['value']:.2g}" if ceiling else ""
+            parts.append(f"{variant}: M50 {m['value']:.2g} M_sun{eff}")
+    return f"Detector efficiency against the ceiling ({marg}): " + "; ".join(parts) + "."

@@ -1,0 +1,49 @@
+"""The forecast study's report section: M50 from a binned detection rate, M_min factors and verdicts."""
+
+from __future__ import annotations
+
+import math
+
+from lensml.analysis.forecast_section import answer_rows, efficiency, verdict
+from lensml.analysis.sensitivity import m50
+
+
+def test_m50_interpolates_the_crossing_and_brackets_it() -> None:
+    edges = [8.0, 9.0, 10.0, 11.0]  # centres 8.5, 9.5, 10.5
+    out = m50(edges, [0.1, 0.3, 0.7], [0.05, 0.2, 0.6], [0.2, 0.5, 0.8])
+    assert math.isclose(math.log10(out["value"]), 10.0)  # halfway between 9.5 (0.3) and 10.5 (0.7)
+    assert math.isclose(math.log10(out["lo"]), 9.5)  # the upper bound reaches 0.5 at 9.5
+    assert out["lo"] < out["value"] < out["hi"]
+    assert m50(edges, [0.1, 0.2, 0.3], [0.0] * 3, [0.4] * 3)["value"] is None  # never reached
+
+
+def _result(m_flux: float, m_vel: float, ci_flux: list[float], ci_vel: list[float]) -> dict:
+    def entry(m: float, ci: list[float]) -> dict:
+        return {"m_min_msun": m, "m_min_ci95": ci, "m_min_note": None}
+
+    return {
+        "summary": {
+            "results": {
+                "flux": {"macro_source": entry(m_flux, ci_flux)},
+                "flux+velocity@10": {"macro_source": entry(m_vel, ci_vel)},
+            }
+        }
+    }
+
+
+def test_factor_and_verdict_follow_the_intervals() -> None:
+    res = _result(4e9, 2e9, [3e9, 5e9], [1.5e9, 2.5e9])
+    rows = answer_rows(res)
+    assert rows[1][:2] == ["macro_source", "flux+velocity@10"] and rows[1][3] == "x2.00"
+    assert "intervals disjoint" in verdict(res)
+    overlapping = _result(4e9, 3.5e9, [3e9, 5e9], [2.5e9, 4.5e9])
+    assert "not significant" in verdict(overlapping)
+
+
+def test_efficiency_reads_the_headline_rate_vs_mass() -> None:
+    res = _result(4e9, 2e9, [3e9, 5e9], [1.5e9, 2.5e9])
+    vm = {"edges": [9.0, 10.0, 11.0], "rate": [0.3, 0.7], "lo": [0.2, 0.6], "hi": [0.4, 0.8]}
+    sens = {"variants": {"baseline": {"vs_mass": vm}}}
+    text = efficiency({"headline": {"sensitivity": sens}}, res)
+    assert "baseline: M50 1e+10 M_sun, efficiency 0.4" in text
+    assert "no headline study summary" in efficiency({}, res)
