@@ -50,3 +50,19 @@ def test_cube_data_set_in_the_forecast(sim_draws) -> None:  # noqa: ANN001
     cube, flux = res["cube@16"], res["flux"]
     assert cube["none"][0] >= 0.97 * flux["none"][0]
     assert cube["macro"][0] <= cube["none"][0] and np.isnan(cube["mp"][0])
+
+
+def test_differentiable_cube_equals_the_simulators_cube() -> None:
+    """The forecast's cube and the production simulator's (``instrument.n_velocity_channels``, torch float64)
+    share ``lensml.sim.cube``: the same channels and lines give the same cube to 1e-4 of its peak."""
+    from tests.inference.conftest import make_sim
+
+    sim = make_sim(["instrument.n_velocity_channels=16", "instrument.velocity_range_kms=400"])
+    draws = sim.draw_batch(0, "test", np.arange(2))
+    ref = sim.render_noiseless(draws, "test")["cube"]
+    edges = sim.instrument.channel_edges_kms
+    np.testing.assert_allclose(edges, channel_edges(16, 400.0))
+    for i in range(2):
+        scene, theta = build_scene(sim, draws, i)
+        cube = render_cube(scene, torch.as_tensor(theta), edges, float(draws.sigma_line_kms[i])).numpy()
+        assert np.abs(cube - ref[i]).max() / ref[i].max() < 1e-4
