@@ -201,7 +201,8 @@ def render_torch(
             f, v, m = cpu_observe.observe_cpu(blocks, instrument, mask_frac_of_peak)
             out = {"flux": f, "velocity": v, "mask": m}
             if cube:  # the same rays (terms), sampled per ray by grid_sample
-                log_fallback("the IFU cube (instrument.n_velocity_channels); the rays still use the kernels")
+                log_fallback("the IFU cube (instrument.n_velocity_channels); its rays and the maps still "
+                             "use the kernels")
                 with torch.inference_mode():
                     grid = torch.from_numpy(cpu_rays.coordinates_from_terms(coords64, terms))
                     sub = F.grid_sample(_source_stack(sources, dt, device), grid, mode="bilinear",
