@@ -70,31 +70,3 @@ def false_positive_table(
                 entry["comparisons"].append({"a": a, "b": b, "value": float(diff), "ci": _interval(d)})
         out["conditions"][cond] = entry
     return out
-
-
-def markdown_section(summary: Mapping[str, Any]) -> str:
-    """The report section of a study with a ``false_positives`` summary: the FPR table, then per condition
-    AUC per variant (from the study's ``conditions``)."""
-    from lensml.analysis.markdown import fmt_ci, md_table
-
-    fp = summary["false_positives"]
-    conds = fp["conditions"]
-    variants = list(next(iter(conds.values()))["variants"])
-    pairs = [(c["a"], c["b"]) for c in next(iter(conds.values()))["comparisons"]]
-    rows = [
-        [f"`{c}`", *(fmt_ci(e["variants"][v]) for v in variants)]
-        + [fmt_ci(x, signed=True) for x in e["comparisons"]]
-        for c, e in conds.items()
-    ]
-    header = ["test condition (negatives)", *variants, *(f"{b} − {a}" for a, b in pairs)]
-    text = (
-        f"False-positive rate of each detector at the threshold giving {100 * fp['fpr_reference']:.0f} % "
-        f"false positives on `{fp['reference']}` (seed-averaged; 95 % bootstrap over the negatives, "
-        "threshold held fixed); last columns: paired differences.\n\n" + md_table(header, rows) + "\n"
-    )
-    auc_rows = []
-    for c, e in summary.get("conditions", {}).items():
-        auc_rows.append([f"`{c}`", *(fmt_ci(e["variants"].get(v, {}).get("auc")) for v in variants)])
-    if auc_rows:
-        text += "\nROC AUC per test condition:\n\n" + md_table(["test condition", *variants], auc_rows) + "\n"
-    return text

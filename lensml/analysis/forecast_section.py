@@ -1,26 +1,16 @@
-"""The report section of the ``forecast`` study: the information ceiling, per noise level.
+"""What the ``forecast`` study's report section says, computed from its summary: the information ceiling.
 
-Reads the study summary written by ``lensml.forecast.run_study`` (per noise group: the linearised
-significance per mass bin, data set and marginalisation, with M_min and bootstrap intervals) and renders
-the forecast's own table (``lensml.inference.summary.markdown``), its figure, and an answer: how far the
-velocity field (moment map at each velocity floor, and the cube) moves M_min under each marginalisation.
-The section is data in, Markdown out; ``lensml.report`` only calls ``add_section``.
+Reads one noise group of the study summary written by ``lensml.forecast.run_study`` (the linearised
+significance per mass bin, data set and marginalisation, with M_min and bootstrap intervals) and answers: how
+far the velocity field (moment map at each velocity floor, and the cube) moves M_min under each
+marginalisation, and how close the CNN comes to it. The section itself is rendered by
+``lensml.reporting.forecast``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
-
-
-class _Report(Protocol):
-    s: Mapping[str, Any]
-
-    def add(self, text: str) -> None: ...
-
-    def fig(self, name: str, figure: Any, alt: str) -> None: ...
-
-    def section(self, title: str, summary: Mapping[str, Any], scale: bool = False) -> None: ...
+from typing import Any
 
 
 def _mass(r: Mapping[str, Any]) -> str:
@@ -76,30 +66,6 @@ def verdict(result: Mapping[str, Any], marg: str = "macro_source", floor: str = 
             + ("(intervals disjoint)" if sig else "(intervals overlap: not significant at this scale)")
         )
     return f"Under `{marg}`: " + "; ".join(parts) + "." if parts else ""
-
-
-def add_section(r: _Report) -> None:
-    """Render the forecast study (if its summary is present) into report ``r``."""
-    s = r.s.get("forecast")
-    if not s or not s.get("forecast"):
-        return
-    from lensml.analysis.markdown import md_table
-    from lensml.inference.summary import figure, markdown
-
-    r.section("The information ceiling: linearised forecast (marginalised)", s)
-    for noise, result in s["forecast"]["noise"].items():
-        r.add(f"### noise={noise}\n")
-        body = markdown(result).split("\n", 2)[2]  # drop the forecast's own title
-        r.add(body)
-        r.fig(f"forecast_{noise}.png", figure(result), f"forecast significance vs mass, noise={noise}")
-        r.add(
-            "M_min per data set and what the velocity field buys (M_min of flux / M_min of the data set):\n\n"
-            + md_table(["marginalise", "data set", "M_min (M_sun) [95 %]", "factor"], answer_rows(result))
-        )
-        text = " ".join(x for x in (verdict(result), verdict(result, "macro_pixelated")) if x)
-        if text:
-            r.add(text + "\n")
-    r.add(efficiency(r.s, next(iter(s["forecast"]["noise"].values()))) + "\n")
 
 
 def efficiency(summaries: Mapping[str, Any], result: Mapping[str, Any], marg: str = "macro_source") -> str:
