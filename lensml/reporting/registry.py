@@ -49,15 +49,18 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
-def studies(sections: tuple[Section, ...] = SECTIONS) -> tuple[str, ...]:
-    """Every study the report reads, in load order: v1's, then the later ones in section order."""
-    later = [s for sec in sections for s in sec.studies if s not in V1_STUDIES]
+def studies(sections: tuple[Section, ...] | None = None) -> tuple[str, ...]:
+    """Every study the report reads (``SECTIONS`` by default), in load order: v1's, then the later ones in
+    section order."""
+    secs = SECTIONS if sections is None else sections
+    later = [s for sec in secs for s in sec.studies if s not in V1_STUDIES]
     return V1_STUDIES + tuple(dict.fromkeys(later))
 
 
-def trained_studies(sections: tuple[Section, ...] = SECTIONS) -> tuple[str, ...]:
+def trained_studies(sections: tuple[Section, ...] | None = None) -> tuple[str, ...]:
     """The studies with their own training runs: v1's in their frozen order, then the later ones."""
-    later = [s for sec in sections if sec.trained for s in sec.studies if s not in V1_TRAINED]
+    secs = SECTIONS if sections is None else sections
+    later = [s for sec in secs if sec.trained for s in sec.studies if s not in V1_TRAINED]
     return V1_TRAINED + tuple(dict.fromkeys(later))
 
 

@@ -1,0 +1,57 @@
+"""The report's registry: v1's load and training-curve order stay frozen, and a new study is one Section."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lensml.reporting import registry
+from lensml.reporting.core import Report, Section
+
+
+def test_study_order_reproduces_v1_then_the_later_studies() -> None:
+    """The order the summaries are loaded in fixes the order of scale lines and *Reproduce* commands."""
+    assert registry.studies() == (
+        "signal", "control", "control_ablations", "mask_leak", "control_observed_mask", "headline",
+        "sensitivity", "instrument_shift", "velocity_degradation", "ablations", "domain_shift", "near_real",
+        "hard_negatives", "forecast",
+    )  # fmt: skip
+    assert registry.trained_studies() == (
+        "headline", "ablations", "domain_shift", "control", "control_ablations", "control_observed_mask",
+        "hard_negatives",
+    )  # fmt: skip
+
+
+def test_every_study_is_read_by_a_section() -> None:
+    read = {s for sec in registry.SECTIONS for s in sec.studies}
+    assert set(registry.studies()) - read == {"sensitivity"}  # part of the headline summary
+
+
+def test_an_empty_summary_dir_gives_only_the_fixed_sections(tmp_path: Path) -> None:
+    text = registry.build_report(tmp_path, tmp_path / "rep", "empty").read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["## Scale of these runs", "## Pipeline", "## Limitations", "## Reproduce"]
+    assert "not in this report" in text and not (tmp_path / "rep" / "figures").exists()
+
+
+def _toy(r: Report) -> None:
+    s = r.s.get("toy")
+    if not s:
+        return
+    r.section("Toy study", s)
+    r.add(f"answer: {s['toy']['answer']}\n")
+
+
+def test_a_new_study_is_one_section_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A section module's renderer plus one ``Section`` in the registry: its summary is loaded, rendered
+    before *Limitations*, and its command is listed under *Reproduce*; it is not listed as missing."""
+    sections = list(registry.SECTIONS)
+    sections.insert(-2, Section(_toy, ("toy",)))
+    monkeypatch.setattr(registry, "SECTIONS", tuple(sections))
+    summary = {"command": "python -m lensml.study study=toy", "description": "A toy.", "toy": {"answer": 42}}
+    (tmp_path / "toy.json").write_text(json.dumps(summary))
+    text = registry.build_report(tmp_path, tmp_path / "rep", "toy").read_text()
+    assert text.index("## Toy study") < text.index("## Limitations") < text.index("study=toy\n")
+    assert "answer: 42" in text and "toy" not in text.split("not in this report")[1].split("\n")[0]
