@@ -250,6 +250,7 @@ FINDINGS: tuple[Callable[[Summaries], list[str]], ...] = (
     _shuffled,
 )
 
+#: frozen wording (v1's README is reproduced byte for byte): the verdicts are now computed in this package
 _HOW_TO_READ = (
     "\nHow to read it: an interval that contains 0 means this experiment cannot tell the two models "
     "apart; an AUC interval that contains 0.5 means no detection at this scale. Verdicts are computed "
