@@ -6,10 +6,11 @@ sigmas only.
 1. Lens: centred on the image centre (the lens galaxy's light; the prior is +-0.05"), round, no shear, no
    multipoles; theta_E = the flux-weighted median radius of the pixels brighter than 20 % of the image's
    99.9th flux percentile (the ring / arcs lie near the Einstein radius).
-2. Source: a coarse grid over the disk's centre (5 x 5 over +-0.2"), scale radius, inclination and position
-   angle (mod 180 deg); at each node the amplitude (and, with velocity data, v_max and v_sys: the velocity
-   map is linear in them) is solved by linear least squares; a negative v_max flips the position angle by
-   180 deg. The ``n`` nodes of lowest chi-square are the multi-start points.
+2. Source: a coarse grid over theta_E (0.9, 1, 1.1 x the ring estimate), the disk's centre (5 x 5 over
+   +-0.2"), scale radius, inclination and position angle (mod 180 deg); at each node the amplitude (and,
+   with velocity data, v_max and v_sys: the velocity map is linear in them) is solved by linear least
+   squares; a negative v_max flips the position angle by 180 deg. The ``n`` nodes of lowest chi-square
+   are the multi-start points.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lensml.inference.renderer import DTYPE, Scene, render
 
 #: the coarse source grid (arcsec, deg)
 GRID: dict[str, tuple[float, ...]] = {
+    "theta_e_factor": (0.9, 1.0, 1.1),  # x the ring estimate
     "offset_arcsec": (-0.2, -0.1, 0.0, 0.1, 0.2),
     "scale_radius_arcsec": (0.13, 0.21),
     "inclination_deg": (35.0, 60.0),
@@ -82,12 +84,16 @@ def grid_starts(
     grid = grid or GRID
     base = neutral_theta(scene)
     theta_e = ring_theta_e(obs.flux, pixel_scale_arcsec)
-    base[scene.names.index("macro.theta_E")] = theta_e
-    idx = {k: scene.names.index(f"src.{k}") for k in ("center_x", "center_y", *list(grid)[1:])}
+    shape = ("scale_radius_arcsec", "inclination_deg", "position_angle_deg")
+    idx = {k: scene.names.index(f"src.{k}") for k in ("center_x", "center_y", *shape)}
+    i_te = scene.names.index("macro.theta_E")
     nodes = []
     off = grid["offset_arcsec"]
-    for cx, cy, rs, inc, pa in itertools.product(off, off, *(grid[k] for k in list(grid)[1:])):
+    for fe, cx, cy, rs, inc, pa in itertools.product(
+        grid["theta_e_factor"], off, off, *(grid[k] for k in shape)
+    ):
         th = base.copy()
+        th[i_te] = fe * theta_e
         th[idx["center_x"]], th[idx["center_y"]] = cx, cy
         th[idx["scale_radius_arcsec"]], th[idx["inclination_deg"]] = rs, inc
         th[idx["position_angle_deg"]] = pa
