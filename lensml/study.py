@@ -1,8 +1,12 @@
-"""Run a named study of ``experiments/<study>.yaml``: ``python -m lensml.study study=headline [scale=tiny]``.
+"""Run a study of ``experiments/study/``: ``python -m lensml.study study=headline [scale=tiny|cpu|full]``.
 
-A study file (plain YAML, see ``docs/science.md``) holds:
+The study and the scale preset are Hydra config groups (``lensml.study_config``): ``-m study=a,b`` runs
+several, any key can be overridden (``scale.epochs=2``, ``study.common=[...]``). A study file
+(``docs/science.md``) holds:
 
-- ``scales``: ``{tiny: {...}, full: {...}}`` with ``n_train, n_val, n_test, epochs, batch_size, seeds``;
+- ``name`` (its file name) and ``description``;
+- ``scales``: optional ``{<preset>: {epochs: 4, ...}}``, the study's own run sizes where they differ from the
+  preset's (``experiments/scale/<preset>.yaml``: ``n_train, n_val, n_test, epochs, batch_size, seeds``);
 - ``common``: ``lensml.train`` overrides of every run (and of ``runs_from``'s evaluations);
 - ``train``: variants ``{name, overrides[, seeds]}``, each trained once per seed (``seed=s``; ``data.seed``
   stays fixed in ``common``, so all runs of a study see the same samples and the test sets are identical);
@@ -13,7 +17,9 @@ A study file (plain YAML, see ``docs/science.md``) holds:
 
 Stages (``stage=``): ``data`` (training caches), ``train``, ``evaluate``, ``summarise`` or ``all``.
 ``shard=k n_shards=n`` splits the train and evaluate jobs over processes. Every stage resumes: a finished run
-(``metrics.json``) or evaluation (``<run>/eval/<condition>-<hash>.npz``) is not redone. The summary is
+(``metrics.json``) whose training config has the hash the study gives it now (``lensml.run_identity``) or an
+evaluation (``<run>/eval/<condition>-<hash>.npz``) is not redone; a finished run with another config is an
+error naming it (``on_mismatch=rerun`` retrains it, ``on_mismatch=reuse`` keeps it). The summary is
 written to ``<summary_dir>/<study>.json``; ``python -m lensml.report`` turns summaries into the report.
 """
 
@@ -34,55 +40,40 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from lensml import run_identity
 from lensml.analysis import summarise as summ
 from lensml.analysis.scoring import Run, compose_train_config, load_run, score_runs
 from lensml.atomic_io import save_npz, write_json
 from lensml.cli import clean_errors
 from lensml.data.cache import cache_config, config_hash, generate_cache, physics_config
 from lensml.errors import ConfigError
+from lensml.study_config import EXPERIMENTS_DIR, load_study, study_of  # noqa: F401  (EXPERIMENTS_DIR: API)
 
 log = logging.getLogger(__name__)
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def load_study(name: str) -> dict[str, Any]:
-    """``experiments/<name>.yaml`` (or a path to a study file) as a dict. Read with OmegaConf's YAML loader,
-    as every config: ``1.0e8`` is a float (PyYAML's YAML 1.1 resolver reads it as a string)."""
-    path = Path(name) if name.endswith(".yaml") else EXPERIMENTS_DIR / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-        raise ConfigError(f"study={name!r}: {path} does not exist; use one of {known}")
-    study = OmegaConf.to_container(OmegaConf.load(path))
-    study["name"] = path.stem
-    return study
-
-
-def scale_of(study: dict[str, Any], scale: str) -> dict[str, Any]:
-    scales = study.get("scales", {})
-    if scale not in scales:
-        raise ConfigError(
-            f"scale={scale!r} is not defined in experiments/{study['name']}.yaml; use {list(scales)}"
-        )
-    return dict(scales[scale])
+#: what a study does with a finished run whose training config differs from the one it would train now
+ON_MISMATCH = ("error", "rerun", "reuse")
 
 
 def scale_overrides(sc: dict[str, Any]) -> list[str]:
+    """``lensml.train`` overrides of the run sizes ``sc`` (a study's ``scale``) and the scale's overrides."""
     return [
         f"data.n_train={sc['n_train']}",
         f"data.n_val={sc['n_val']}",
         f"data.n_test={sc['n_test']}",
         f"trainer.max_epochs={sc['epochs']}",
         f"data.batch_size={sc['batch_size']}",
+        *(sc.get("overrides") or []),
     ]
 
 
-def train_jobs(study: dict[str, Any], scale: str, out_root: Path) -> list[dict[str, Any]]:
-    """One job per (variant, seed): name, variant, seed, overrides (without the cache), run_dir."""
-    sc = scale_of(study, scale)
+def train_jobs(study: dict[str, Any], out_root: Path) -> list[dict[str, Any]]:
+    """One job per (variant, seed) at the study's scale: name, variant, seed, overrides (without the cache),
+    run_dir. At scale ``tiny`` a variant's own ``seeds`` are ignored (the scale's seeds only)."""
+    sc = study["scale"]
     jobs = []
     for v in study.get("train") or []:
-        for seed in v.get("seeds", sc["seeds"]) if scale != "tiny" else sc["seeds"]:
+        for seed in v.get("seeds", sc["seeds"]) if sc["name"] != "tiny" else sc["seeds"]:
             name = f"{v['name']}_s{seed}"
             overrides = [
                 *study.get("common", []),
@@ -97,6 +88,7 @@ def train_jobs(study: dict[str, Any], scale: str, out_root: Path) -> list[dict[s
                     "seed": int(seed),
                     "overrides": overrides,
                     "run_dir": out_root / study["name"] / "runs" / name,
+                    "scale": sc["name"],
                 }
             )
     return jobs
@@ -125,24 +117,57 @@ def stage_data(jobs: list[dict[str, Any]], out_root: Path) -> None:
             generate_cache(build_simulator(physics_config(cfg)), cc, counts, cdir, progress=bar.update)
 
 
-def stage_train(jobs: list[dict[str, Any]], out_root: Path) -> None:
+def training_overrides(job: dict[str, Any], out_root: Path) -> list[str]:
+    """The job's overrides as it is trained: on its rendered training cache, without progress output."""
+    cdir, _, _ = cache_dir_for(compose_train_config(job["overrides"], job["run_dir"]), out_root)
+    return [
+        *job["overrides"],
+        "data=cache",
+        f"data.cache_dir={cdir}",
+        "data.num_workers=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+
+
+def reusable(job: dict[str, Any], cfg: DictConfig, on_mismatch: str, study_name: str) -> bool:
+    """True if the job's run dir holds a finished run trained with ``cfg``'s identity (or ``on_mismatch`` is
+    ``reuse``); False if it is to be trained (not finished; or ``rerun``: the old run is moved aside first).
+    A finished run with another config and ``on_mismatch=error`` raises ``ConfigError`` naming it."""
+    rd = Path(job["run_dir"])
+    if not (rd / "metrics.json").exists():
+        return False
+    diff = run_identity.differences(rd, cfg)
+    if diff == []:
+        return True
+    what = "has no record of its config" if diff is None else f"was trained with other {', '.join(diff[:4])}"
+    if on_mismatch == "reuse":
+        log.warning("run %s %s; re-used (on_mismatch=reuse)", rd, what)
+        return True
+    if on_mismatch == "rerun":
+        stale = rd.with_name(f"{rd.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        log.warning("run %s %s; moved to %s and trained again (on_mismatch=rerun)", rd, what, stale)
+        os.replace(rd, stale)
+        return False
+    cmd = f"python -m lensml.study study={study_name} scale={job['scale']}"
+    raise ConfigError(
+        f"run {rd} {what} than `{cmd}` gives it now: retrain it with `{cmd} on_mismatch=rerun` (the old run "
+        "is kept as <run>.stale-<time>), delete the run dir, or keep it with on_mismatch=reuse"
+    )
+
+
+def stage_train(
+    jobs: list[dict[str, Any]], out_root: Path, study_name: str, on_mismatch: str = "error"
+) -> None:
     from lensml.train import run as train_run
 
     for job in jobs:
         rd = Path(job["run_dir"])
-        if (rd / "metrics.json").exists():
+        overrides = training_overrides(job, out_root)
+        cfg = compose_train_config(overrides, rd)
+        if reusable(job, cfg, on_mismatch, study_name):
             log.info("run %s done already", rd)
             continue
-        cfg0 = compose_train_config(job["overrides"], rd)
-        cdir, _, _ = cache_dir_for(cfg0, out_root)
-        overrides = [
-            *job["overrides"],
-            "data=cache",
-            f"data.cache_dir={cdir}",
-            "data.num_workers=0",
-            "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false",
-        ]
         rd.mkdir(parents=True, exist_ok=True)
         lock = rd / "train.lock"
         try:  # another process (shard) training the same run holds the lock
@@ -152,31 +177,37 @@ def stage_train(jobs: list[dict[str, Any]], out_root: Path) -> None:
             continue
         try:
             write_json(rd / "overrides.json", overrides)
+            run_identity.record(rd, cfg)
             log.info("training %s", job["name"])
-            train_run(compose_train_config(overrides, rd))
+            train_run(cfg)
         finally:
             lock.unlink(missing_ok=True)
 
 
-def study_runs(study: dict[str, Any], scale: str, out_root: Path) -> dict[str, Run]:
-    """name -> Run of this study's trained runs and of the ``runs_from`` study (which must be trained)."""
+def study_runs(study: dict[str, Any], out_root: Path, on_mismatch: str = "error") -> dict[str, Run]:
+    """name -> Run of this study's trained runs and of the ``runs_from`` study (which must be trained, at the
+    same scale preset), each checked to hold the config the study gives it (``reusable``)."""
     runs: dict[str, Run] = {}
     ref = study.get("runs_from")
     if ref:
-        other = load_study(ref["study"])
+        other = load_study(ref["study"], study["scale"]["name"])
         wanted = set(ref.get("variants") or [v["name"] for v in other.get("train", [])])
-        for job in train_jobs(other, scale, out_root):
+        for job in train_jobs(other, out_root):
             if job["variant"] in wanted:
-                runs[job["name"]] = _load(job, ref["study"])
-    for job in train_jobs(study, scale, out_root):
-        runs[job["name"]] = _load(job, study["name"])
+                runs[job["name"]] = _load(job, ref["study"], out_root, on_mismatch)
+    for job in train_jobs(study, out_root):
+        runs[job["name"]] = _load(job, study["name"], out_root, on_mismatch)
     return runs
 
 
-def _load(job: dict[str, Any], study_name: str) -> Run:
+def _load(job: dict[str, Any], study_name: str, out_root: Path, on_mismatch: str) -> Run:
     rd = Path(job["run_dir"])
+    train_cmd = f"python -m lensml.study study={study_name} scale={job['scale']}"
     if not (rd / "metrics.json").exists():
-        raise ConfigError(f"run {rd} is not trained; run `python -m lensml.study study={study_name}` first")
+        raise ConfigError(f"run {rd} is not trained; run `{train_cmd}` first")
+    cfg = compose_train_config(training_overrides(job, out_root), rd)
+    # a run with another config is retrained by its own study's train stage (on_mismatch=rerun), not here
+    reusable(job, cfg, "reuse" if on_mismatch == "reuse" else "error", study_name)
     run = load_run(rd)
     run.meta["variant"] = job["variant"]
     return run
@@ -236,17 +267,22 @@ NO_TRAINING_STUDIES: dict[str, str] = {
 
 
 def run_study(cfg: DictConfig) -> dict[str, Any] | None:
-    """Run the stages of ``cfg.stage`` for ``cfg.study`` at ``cfg.scale``; return the summary if written."""
+    """Run the stages of ``cfg.stage`` for the composed ``cfg.study`` at ``cfg.scale``; return the summary if
+    written."""
     t0 = time.time()
-    study = load_study(str(cfg.study))
+    study = study_of(cfg)
+    scale = str(study["scale"]["name"])
+    on_mismatch = str(cfg.get("on_mismatch", "error"))
+    if on_mismatch not in ON_MISMATCH:
+        raise ConfigError(f"on_mismatch={on_mismatch!r}: use one of {list(ON_MISMATCH)}")
     out_root = Path(cfg.out_root)
     stages = ["data", "train", "evaluate", "summarise"] if cfg.stage == "all" else [str(cfg.stage)]
-    jobs = train_jobs(study, cfg.scale, out_root)
+    jobs = train_jobs(study, out_root)
     mine = [j for k, j in enumerate(jobs) if k % int(cfg.n_shards) == int(cfg.shard)]
     if "data" in stages:
         stage_data(jobs, out_root)
     if "train" in stages:
-        stage_train(mine, out_root)
+        stage_train(mine, out_root, study["name"], on_mismatch)
     summary_dir = Path(cfg.summary_dir)
     kind = next((k for k in NO_TRAINING_STUDIES if study.get(k)), None)
     if kind:  # a study without training runs: one function of its block -> the summary
@@ -254,7 +290,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
             return None
         module, func = NO_TRAINING_STUDIES[kind].rsplit(".", 1)
         run = getattr(importlib.import_module(module), func)
-        summary = {**_header(study, cfg, {}), kind: run(study[kind], study.get("common", []), str(cfg.scale))}
+        summary = {**_header(study, {}, trains=False), kind: run(study[kind], study.get("common", []), scale)}
         write_json(summary_dir / f"{study['name']}.json", summary)
         return summary
     if study.get("near_real"):
@@ -262,15 +298,15 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
 
         if "summarise" not in stages:
             return None
-        runs = study_runs(study, cfg.scale, out_root)
+        runs = study_runs(study, out_root, on_mismatch)
         result = near_real.run_near_real(
-            study["near_real"], runs, sources_dir(out_root), summary_dir, scale=str(cfg.scale)
+            study["near_real"], runs, sources_dir(out_root), summary_dir, scale=scale
         )
-        summary = {**_header(study, cfg, runs), "near_real": result}
+        summary = {**_header(study, runs), "near_real": result}
         write_json(summary_dir / f"{study['name']}.json", summary)
         return summary
-    runs = study_runs(study, cfg.scale, out_root) if {"evaluate", "summarise"} & set(stages) else {}
-    n_test = int(scale_of(study, cfg.scale)["n_test"])
+    runs = study_runs(study, out_root, on_mismatch) if {"evaluate", "summarise"} & set(stages) else {}
+    n_test = int(study["scale"]["n_test"])
     if "evaluate" in stages:
         stage_evaluate(study, runs, n_test, int(cfg.shard), int(cfg.n_shards), out_root)
     if "summarise" not in stages:
@@ -279,7 +315,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
     preds = load_predictions(study, runs)
     rng = np.random.default_rng(int(cfg.bootstrap_seed))
     summary = {
-        **_header(study, cfg, runs),
+        **_header(study, runs),
         **summ.summarise(study, runs, preds, n_boot=int(cfg.n_boot), rng=rng),
     }
     if study.get("examples"):
@@ -295,14 +331,16 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
     return summary
 
 
-def _header(study: dict[str, Any], cfg: DictConfig, runs: dict[str, Run]) -> dict[str, Any]:
-    sc = scale_of(study, cfg.scale)
+def _header(study: dict[str, Any], runs: dict[str, Run], trains: bool = True) -> dict[str, Any]:
+    """The summary's header; ``scale``: the run sizes (empty for a study without networks: ``trains``)."""
+    sc = study["scale"]
+    sizes = {k: v for k, v in sc.items() if k != "name" and not (k == "overrides" and not v)}
     return {
         "study": study["name"],
         "description": study.get("description", ""),
-        "command": f"python -m lensml.study study={study['name']} scale={cfg.scale}",
-        "scale_name": str(cfg.scale),
-        "scale": sc,
+        "command": f"python -m lensml.study study={study['name']} scale={sc['name']}",
+        "scale_name": str(sc["name"]),
+        "scale": sizes if trains else {},
         "common": study.get("common", []),
         "runs": {
             name: {
@@ -350,7 +388,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     logging.getLogger("lensml").setLevel(logging.INFO)
-    log.info("study config:\n%s", OmegaConf.to_yaml(cfg))
+    log.info("study config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     run_study(cfg)
 
 

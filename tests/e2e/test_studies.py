@@ -1,7 +1,8 @@
-"""Every study of ``experiments/`` runs from its one command at ``scale=tiny`` (real simulator and training).
+"""Every study of ``experiments/study/`` runs its one command at ``scale=tiny`` (real simulator, training).
 
-The headline goes through the real CLI (``python -m lensml.study``); the other studies re-use its runs
-in-process through the same ``run_study`` the CLI calls.
+The headline goes through the real CLI (``python -m lensml.study``), the studies without training through one
+multirun of it (``-m study=signal,mask_leak``); the other studies re-use the headline's runs in-process
+through the same ``run_study`` the CLI calls.
 """
 
 from __future__ import annotations
@@ -13,29 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
+from lensml import run_identity
+from lensml.analysis.scoring import compose_train_config
+from lensml.errors import ConfigError
 from lensml.paths import CONF_DIR
-from lensml.study import EXPERIMENTS_DIR, run_study
+from lensml.study import run_study, train_jobs, training_overrides
+from lensml.study_config import compose_study, load_study
 
 REPO = CONF_DIR.parent
 
 
-def _run(study: str, root: Path) -> dict:
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "study",
-            overrides=[
-                f"study={study}",
-                "scale=tiny",
-                f"out_root={root}",
-                f"summary_dir={root}/summaries",
-                "n_boot=200",
-            ],
-        )
+def _run(study: str, root: Path, *extra: str) -> dict:
+    overrides = [f"study={study}", "scale=tiny", f"out_root={root}", f"summary_dir={root}/summaries"]
+    cfg = compose_study([*overrides, "n_boot=200", *extra])
     run_study(cfg)
     return json.loads((root / "summaries" / f"{study}.json").read_text())
 
@@ -58,21 +51,15 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_every_study_file_has_a_tiny_scale() -> None:
-    import yaml
-
-    files = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
-    assert {p.stem for p in files} >= {
-        "headline",
-        "domain_shift",
-        "instrument_shift",
-        "velocity_degradation",
-        "ablations",
-        "near_real",
-        "signal",
-    }
-    for p in files:
-        assert "tiny" in yaml.safe_load(p.read_text())["scales"], p
+@pytest.fixture(scope="module")
+def no_training(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One multirun of the real CLI over the two studies without training (~20 s on 2 cores)."""
+    out = tmp_path_factory.mktemp("multirun")
+    cmd = [sys.executable, "-m", "lensml.study", "-m", "study=signal,mask_leak", "scale=tiny"]
+    cmd.append(f"out_root={out}")
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
 
 
 def test_headline(root: Path) -> None:
@@ -141,8 +128,9 @@ def test_near_real(root: Path, real_maps_path: Path) -> None:
     assert np.hypot(on["x"], on["y"]) == pytest.approx(1.0, abs=0.2)  # on the Einstein ring (theta_E = 1")
 
 
-def test_signal_grows_with_mass(root: Path) -> None:
-    s = _run("signal", root)
+def test_signal_grows_with_mass(no_training: Path) -> None:
+    s = json.loads((no_training / "summaries" / "signal.json").read_text())
+    assert s["command"] == "python -m lensml.study study=signal scale=tiny" and s["scale"] == {}
     bins = s["signal"]["noise"]["nominal"]["bins"]
     snr = [b["flux_snr"]["median"] for b in bins]
     assert all(b > a for a, b in zip(snr, snr[1:]))
@@ -199,8 +187,8 @@ def test_control_and_its_ablations(tmp_path: Path) -> None:
     assert ours["seed_values"] == theirs["seed_values"]
 
 
-def test_mask_leak(tmp_path: Path) -> None:
-    s = _run("mask_leak", tmp_path)["mask_leak"]
+def test_mask_leak(no_training: Path) -> None:
+    s = json.loads((no_training / "summaries" / "mask_leak.json").read_text())["mask_leak"]
     assert s["version"] == 2
     c = s["conditions"]
     assert set(c) == {"m1e8", "m1e9", "m1e10", "m1e10_noiseless_mask"}
@@ -233,6 +221,25 @@ def test_hard_negatives(tmp_path: Path) -> None:
     # the reference condition's FPR is at most the operating 5 % (threshold from those very negatives)
     assert all(v["value"] <= 0.05 + 1e-9 for v in fp["conditions"]["clean_m1e10"]["variants"].values())
     assert s["runs"]["fv_hard_s0"]["channels"] == "flux_velocity_weight"
+
+
+def test_a_finished_run_is_reused_only_with_the_config_it_was_trained_with(root: Path) -> None:
+    """Resuming: the headline's finished runs are skipped when their config is unchanged; a changed study
+    config is one error naming the run dir and the fix; a run's resolved_config.yaml (all a run made before
+    the record has) gives the recorded identity."""
+    study = load_study("headline", "tiny")
+    for job in train_jobs(study, root):
+        rd = Path(job["run_dir"])
+        cfg = compose_train_config(training_overrides(job, root), rd)
+        recorded = json.loads((rd / run_identity.RECORD).read_text())
+        assert recorded["hash"] == run_identity.run_hash(cfg)
+        legacy = run_identity.run_identity(OmegaConf.load(rd / "resolved_config.yaml"))
+        assert json.loads(json.dumps(legacy)) == recorded["identity"]
+    before = {p: p.stat().st_mtime for p in (root / "headline" / "runs").glob("*/metrics.json")}
+    _run("headline", root, "stage=train")  # unchanged: nothing trained
+    assert {p: p.stat().st_mtime for p in before} == before
+    with pytest.raises(ConfigError, match=r"baseline_s0 was trained with other .*on_mismatch=rerun"):
+        _run("headline", root, "stage=train", "scale.epochs=2")
 
 
 def test_study_files_read_numbers_as_numbers() -> None:
