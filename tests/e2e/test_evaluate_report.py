@@ -55,3 +55,14 @@ def test_velocity_channel_report_is_reproduced_and_shows_its_checks(tmp_path: Pa
     for e in leak["conditions"].values():
         assert fmt_ci(e["velocity_chi2_shuffled"]) in text and fmt_ci(e["flux_bayes"]) in text
     assert "velocity S/N, floor 10" in text
+
+
+def test_v2_report_is_reproduced_from_its_committed_summaries(tmp_path: Path) -> None:
+    committed = REPO / "reports" / "v2"
+    shutil.copytree(committed / "summaries", tmp_path / "v2" / "summaries")
+    text = build_report(tmp_path / "v2" / "summaries", tmp_path / "v2", "v2").read_text()
+    assert text == (committed / "README.md").read_text()
+    hn = json.loads((committed / "summaries" / "hard_negatives.json").read_text())
+    for e in hn["false_positives"]["conditions"].values():
+        for v in e["variants"].values():
+            assert fmt_ci(v) in text
