@@ -63,7 +63,7 @@ def verdict(result: Mapping[str, Any], marg: str = "macro_source", floor: str = 
         sig = hi is not None and lo_f is not None and hi < lo_f
         parts.append(
             f"{ds} lowers M_min by x{f['m_min_msun'] / r['m_min_msun']:.2f} "
-            + ("(intervals disjoint)" if sig else "(intervals overlap: not significant at this scale)")
+            + ("(intervals disjoint)" if sig else "(M_min intervals overlap: not significant at this scale)")
         )
     return f"Under `{marg}`: " + "; ".join(parts) + "." if parts else ""
 
@@ -77,7 +77,7 @@ def efficiency(summaries: Mapping[str, Any], result: Mapping[str, Any], marg: st
     if not sens:
         return (
             "Detector efficiency (forecast M_min / CNN M50): no headline study summary in this report, so no "
-            "CNN M50 to compare (the v2 report puts both side by side)."
+            "CNN M50 to compare yet (the headline study at cpu scale adds it)."
         )
     res = result["summary"]["results"]
     parts = []
