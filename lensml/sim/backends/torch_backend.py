@@ -102,12 +102,7 @@ def observe_torch(
     The velocity is ``K*(f v) / K*(f)`` wherever the flux is positive (not only inside the mask: the mask is
     applied after the noise, ``lensml.sim.instrument.add_noise``).
     """
-    img = block_average(sub, instrument.supersample)
-    if instrument.psf_kernel is not None:
-        img = _convolve_valid(img, instrument.psf_kernel)
-    crop = instrument.margin_pix - instrument.psf_half
-    if crop:
-        img = img[..., crop:-crop, crop:-crop]
+    img = to_pixels(sub, instrument)
     f = img[:, 0]
     if instrument.velocity_grid:
         factor = instrument.n_pix // instrument.velocity_grid
@@ -127,6 +122,18 @@ def observe_torch(
     return f, velocity, mask
 
 
+def to_pixels(sub: Tensor, instrument: Instrument) -> Tensor:
+    """Supersampled (B, C, H, W) planes with PSF margin -> (B, C, N, N): block average, PSF, crop of the
+    margin (the same for the maps and every cube slice)."""
+    img = block_average(sub, instrument.supersample)
+    if instrument.psf_kernel is not None:
+        img = _convolve_valid(img, instrument.psf_kernel)
+    crop = instrument.margin_pix - instrument.psf_half
+    if crop:
+        img = img[..., crop:-crop, crop:-crop]
+    return img
+
+
 #: samples per pass of ``observe_cube_torch`` (bounds its memory: N_v supersampled slices per sample)
 CUBE_CHUNK = 16
 
@@ -144,12 +151,7 @@ def observe_cube_torch(sub: Tensor, sigma_line_kms: np.ndarray, instrument: Inst
         v = torch.where(pos, fv / torch.where(pos, f, torch.ones_like(f)), torch.zeros_like(f))
         s = torch.as_tensor(np.asarray(sigma_line_kms)[start : start + CUBE_CHUNK], dtype=f.dtype)
         img = f.unsqueeze(1) * channel_weights(v, s.to(f.device).reshape(-1, 1, 1), edges)
-        img = block_average(img, instrument.supersample)
-        if instrument.psf_kernel is not None:
-            img = _convolve_valid(img, instrument.psf_kernel)
-        crop = instrument.margin_pix - instrument.psf_half
-        if crop:
-            img = img[..., crop:-crop, crop:-crop]
+        img = to_pixels(img, instrument)
         out.append(img.to(torch.float32).cpu().numpy())
     return np.concatenate(out)
 
