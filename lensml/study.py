@@ -100,12 +100,21 @@ def cache_dir_for(cfg: DictConfig, out_root: Path) -> tuple[Path, dict[str, Any]
     return out_root / "cache" / config_hash({"c": cc, "n": counts}), cc, counts
 
 
+def streams(cfg: DictConfig) -> bool:
+    """True if the run draws fresh training samples (``data.stream``; needed by ``data.curriculum``): it is
+    trained on the fly (a cache would only be cycled), the other runs on their rendered training cache."""
+    return bool(cfg.data.get("stream"))
+
+
 def stage_data(jobs: list[dict[str, Any]], out_root: Path) -> None:
-    """Render each distinct training data set once (shared by every variant and seed that uses it)."""
+    """Render each distinct training data set once (shared by every variant and seed that uses it); streaming
+    runs (``streams``) render their samples as they train."""
     from lensml.sim.simulator import build_simulator
 
     for job in jobs:
         cfg = compose_train_config(job["overrides"], job["run_dir"])
+        if streams(cfg):
+            continue
         cdir, cc, counts = cache_dir_for(cfg, out_root)
         job["cache_dir"] = cdir
         if (cdir / "manifest.json").exists() and json.loads((cdir / "manifest.json").read_text()).get(
@@ -118,12 +127,16 @@ def stage_data(jobs: list[dict[str, Any]], out_root: Path) -> None:
 
 
 def training_overrides(job: dict[str, Any], out_root: Path) -> list[str]:
-    """The job's overrides as it is trained: on its rendered training cache, without progress output."""
-    cdir, _, _ = cache_dir_for(compose_train_config(job["overrides"], job["run_dir"]), out_root)
+    """The job's overrides as it is trained: on its rendered training cache (on the fly if it ``streams``),
+    without progress output."""
+    cfg = compose_train_config(job["overrides"], job["run_dir"])
+    if streams(cfg):
+        data = ["data=onthefly"]
+    else:
+        data = ["data=cache", f"data.cache_dir={cache_dir_for(cfg, out_root)[0]}"]
     return [
         *job["overrides"],
-        "data=cache",
-        f"data.cache_dir={cdir}",
+        *data,
         "data.num_workers=0",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
