@@ -380,19 +380,28 @@ def _train_curve(run: Run) -> dict[str, Any]:
         "epochs_trained": m.get("epochs_trained"),
         "val_auc": (m.get("val") or {}).get("auc"),
         "best_checkpoint": Path(m.get("best_checkpoint") or "").name,
-        "val_auc_per_epoch": _val_curve(run.run_dir / "csv" / "metrics.csv"),
+        **_val_curve(run.run_dir / "csv" / "metrics.csv"),
     }
 
 
-def _val_curve(path: Path) -> list[float]:
-    """Validation AUC after each epoch, from the CSV logger's file (empty if there is none)."""
+def _val_curve(path: Path) -> dict[str, list[float]]:
+    """Validation AUC after each epoch (``val_auc_per_epoch``) and, where logged, the training samples seen
+    by then (``samples_seen_per_epoch``: the learning curve), from the CSV logger's file (empty without one).
+    With samples seen logged, the final re-validation of the selected checkpoint (no new samples) is
+    dropped."""
     import csv
 
     if not path.exists():
-        return []
+        return {"val_auc_per_epoch": []}
     with path.open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("val/auc")]
-    return [round(float(r["val/auc"]), 4) for r in rows]
+    if rows and all(r.get("val/samples_seen") for r in rows):
+        seen = [float(r["val/samples_seen"]) for r in rows]
+        rows = [r for k, r in enumerate(rows) if k == 0 or seen[k] > max(seen[:k])]
+    out: dict[str, list[float]] = {"val_auc_per_epoch": [round(float(r["val/auc"]), 4) for r in rows]}
+    if rows and all(r.get("val/samples_seen") for r in rows):
+        out["samples_seen_per_epoch"] = [int(float(r["val/samples_seen"])) for r in rows]
+    return out
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="study")

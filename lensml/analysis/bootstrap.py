@@ -10,9 +10,10 @@ Conventions (stated once, here):
 - Bootstrap: stratified resampling of test samples (positives and negatives resampled separately, with
   replacement, so every resample keeps both classes), ``n_boot`` resamples, percentile 95 % intervals.
 - Several seeds on ONE test set (same data seed): the statistic of a resample is the **mean over seeds** of
-  the
-  per-seed statistic on the same resampled indices; the interval therefore reflects test-set sampling, and the
-  seed-to-seed spread is reported separately (``seed_values``, ``seed_std``).
+  the per-seed statistic on the same resampled indices; the interval therefore reflects test-set sampling, and
+  the seed-to-seed spread is reported separately (``seed_values``, ``seed_std``). With ``fold_seeds=True``
+  (hierarchical bootstrap) every resample also draws the S seeds with replacement, so the interval folds in
+  the network-seed spread as well (with 3 seeds a coarse but honest widening).
 - Paired difference (b - a): both models are scored on the same resampled indices in every resample, so the
   difference of identical predictions is exactly 0 in every resample.
 """
@@ -72,8 +73,24 @@ def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float = 0.05) -> 
 
 STATISTICS: dict[str, Statistic] = {
     "auc": auc_rows,
+    "recall_at_fpr1": lambda s, y: recall_at_fpr_rows(s, y, 0.01),
     "recall_at_fpr5": lambda s, y: recall_at_fpr_rows(s, y, 0.05),
+    "recall_at_fpr10": lambda s, y: recall_at_fpr_rows(s, y, 0.10),
 }
+
+
+def seed_draws(n_seeds: int, n_boot: int, rng: np.random.Generator | None, fold: bool) -> np.ndarray | None:
+    """(n_boot, n_seeds) seed indices drawn with replacement (``fold`` and more than one seed), else None."""
+    if not fold or n_seeds < 2:
+        return None
+    return (rng if rng is not None else np.random.default_rng(1)).integers(0, n_seeds, size=(n_boot, n_seeds))
+
+
+def _seed_mean(per_seed: np.ndarray, draws: np.ndarray | None) -> np.ndarray:
+    """(R,) mean over seeds of ``per_seed`` (S, R): all seeds, or resample r's drawn seeds ``draws[r]``."""
+    if draws is None:
+        return per_seed.mean(axis=0)
+    return per_seed[draws, np.arange(per_seed.shape[1])[:, None]].mean(axis=1)
 
 
 def stratified_indices(labels: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,11 +136,14 @@ def bootstrap_metric(
     rng: np.random.Generator | None = None,
     level: float = 0.95,
     indices: np.ndarray | None = None,
+    fold_seeds: bool = False,
+    seeds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Seed-averaged ``metric`` with its percentile interval.
 
-    ``scores``: (n,) or (S, n) (one row per seed, all on the same test samples ``labels``).
-    Returns ``value`` (mean over seeds on the full test set), ``ci`` [lo, hi], ``seed_values``, ``seed_std``.
+    ``scores``: (n,) or (S, n) (one row per seed, all on the same test samples ``labels``); ``fold_seeds``:
+    resample the seeds too (``seeds``: given draws, as ``seed_draws``). Returns ``value`` (mean over seeds on
+    the full test set), ``ci`` [lo, hi], ``seed_values``, ``seed_std``, ``seeds_folded``.
     """
     stat = STATISTICS[metric]
     s = _as_seeds(scores)
@@ -131,7 +151,9 @@ def bootstrap_metric(
     if indices is None:
         indices = stratified_indices(y, n_boot, rng if rng is not None else np.random.default_rng(0))
     full = _seed_stats(stat, s, y, None)[:, 0]
-    boot = _seed_stats(stat, s, y, indices).mean(axis=0)
+    if seeds is None:
+        seeds = seed_draws(s.shape[0], indices.shape[0], rng, fold_seeds)
+    boot = _seed_mean(_seed_stats(stat, s, y, indices), seeds)
     lo, hi = _interval(boot, level)
     return {
         "value": float(np.mean(full)),
@@ -141,6 +163,7 @@ def bootstrap_metric(
         "n": int(y.size),
         "n_pos": int(y.sum()),
         "n_boot": int(indices.shape[0]),
+        **({"seeds_folded": True} if seeds is not None else {}),
     }
 
 
@@ -152,22 +175,28 @@ def paired_difference(
     n_boot: int = 1000,
     rng: np.random.Generator | None = None,
     level: float = 0.95,
+    fold_seeds: bool = False,
 ) -> dict[str, Any]:
     """Paired bootstrap of ``metric(b) - metric(a)`` (seed-averaged) on the same test samples.
 
-    Both models see the same resampled indices in each resample. Returns ``a``, ``b`` (as
-    ``bootstrap_metric``) and ``diff``: ``value``, ``ci``, ``p_le_0`` (fraction of resamples with diff <= 0).
+    Both models see the same resampled indices in each resample; with ``fold_seeds`` each model's seeds are
+    drawn with replacement as well, independently (the networks of a and b are trained independently).
+    Returns ``a``, ``b`` (as ``bootstrap_metric``) and ``diff``: ``value``, ``ci``, ``p_le_0`` (fraction of
+    resamples with diff <= 0).
     """
     stat = STATISTICS[metric]
     sa, sb = _as_seeds(scores_a), _as_seeds(scores_b)
     y = np.asarray(labels).astype(int)
     if sa.shape[1] != y.size or sb.shape[1] != y.size:
         raise ValueError(f"scores ({sa.shape}, {sb.shape}) and labels ({y.size}) differ in length")
-    idx = stratified_indices(y, n_boot, rng if rng is not None else np.random.default_rng(0))
-    boot_a = _seed_stats(stat, sa, y, idx).mean(axis=0)
-    boot_b = _seed_stats(stat, sb, y, idx).mean(axis=0)
-    a = bootstrap_metric(sa, y, metric, indices=idx, level=level)
-    b = bootstrap_metric(sb, y, metric, indices=idx, level=level)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    idx = stratified_indices(y, n_boot, rng)
+    draws_a = seed_draws(sa.shape[0], n_boot, rng, fold_seeds)
+    draws_b = seed_draws(sb.shape[0], n_boot, rng, fold_seeds)
+    boot_a = _seed_mean(_seed_stats(stat, sa, y, idx), draws_a)
+    boot_b = _seed_mean(_seed_stats(stat, sb, y, idx), draws_b)
+    a = bootstrap_metric(sa, y, metric, indices=idx, level=level, seeds=draws_a)
+    b = bootstrap_metric(sb, y, metric, indices=idx, level=level, seeds=draws_b)
     d = boot_b - boot_a
     lo, hi = _interval(d, level)
     finite = d[np.isfinite(d)]

@@ -69,11 +69,14 @@ def verdict(result: Mapping[str, Any], marg: str = "macro_source", floor: str = 
 
 
 def efficiency(summaries: Mapping[str, Any], result: Mapping[str, Any], marg: str = "macro_source") -> str:
-    """CNN M50 (50 % detected at 5 % FPR, from the headline study's rate vs mass) against the forecast's
-    M_min of the matching data set under ``marg``: efficiency = M_min / M50 (1 = at the ceiling)."""
+    """CNN M50 (50 % detected at 5 % FPR) against the forecast's M_min of the matching data set under
+    ``marg``: efficiency = M_min / M50 (1 = at the ceiling). M50 from the v2 headline study
+    (``headline_resnet``: its bootstrap M50 with interval) if present, else from v1's ``headline`` rate vs
+    mass."""
     from lensml.analysis.sensitivity import m50
 
-    sens = (summaries.get("headline") or {}).get("sensitivity")
+    study = "headline_resnet" if (summaries.get("headline_resnet") or {}).get("sensitivity") else "headline"
+    sens = (summaries.get(study) or {}).get("sensitivity")
     if not sens:
         return (
             "Detector efficiency (forecast M_min / CNN M50): no headline study summary in this report, so no "
@@ -83,12 +86,16 @@ def efficiency(summaries: Mapping[str, Any], result: Mapping[str, Any], marg: st
     parts = []
     for variant, v in sens["variants"].items():
         vm = v["vs_mass"]
-        m = m50(vm["edges"], vm["rate"], vm["lo"], vm["hi"])
+        m = v.get("m50") or m50(vm["edges"], vm["rate"], vm["lo"], vm["hi"])
         ds = "flux" if variant in ("baseline", "flux") or "flux_only" in variant else "flux+velocity@10"
         ceiling = res.get(ds, {}).get(marg, {}).get("m_min_msun")
         if m["value"] is None:
-            parts.append(f"{variant}: M50 above the tested range (> 1e{vm['edges'][-1]:g} M_sun)")
+            parts.append(f"{variant}: M50 above the tested range (> {10 ** vm['edges'][-1]:.2g} M_sun), "
+                         f"efficiency < {ceiling / 10 ** vm['edges'][-1]:.2g}" if ceiling else
+                         f"{variant}: M50 above the tested range")
         else:
             eff = f", efficiency {ceiling / m['value']:.2g}" if ceiling else ""
-            parts.append(f"{variant}: M50 {m['value']:.2g} M_sun{eff}")
-    return f"Detector efficiency against the ceiling ({marg}): " + "; ".join(parts) + "."
+            parts.append(f"{variant}: M50 {m['value']:.2g} M_sun{eff} (vs {ds} M_min {ceiling:.2g})"
+                         if ceiling else f"{variant}: M50 {m['value']:.2g} M_sun")
+    return (f"Detector efficiency against the ceiling ({marg}; CNN M50 from the `{study}` study): "
+            + "; ".join(parts) + ".")

@@ -289,3 +289,24 @@ def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def learning_curves(runs: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
+    """Validation AUC vs training samples seen (log axis), one line per run (colour = variant), for runs that
+    log ``samples_seen_per_epoch``."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.1), dpi=DPI)
+    seen = set()
+    for r in runs.values():
+        x, y = r.get("samples_seen_per_epoch") or [], r.get("val_auc_per_epoch") or []
+        if not x or len(x) != len(y):
+            continue
+        v = str(r.get("variant"))
+        ax.plot(x, y, "-o", ms=2, color=color(v), alpha=0.8, label=v if v not in seen else None)
+        seen.add(v)
+    ax.set_xscale("log")
+    ax.axhline(0.5, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("training samples seen")
+    ax.set_ylabel("val ROC AUC (target priors)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

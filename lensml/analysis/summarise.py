@@ -1,8 +1,10 @@
 """Study predictions -> summary statistics (the numbers the report shows).
 
-Per condition and variant: seed-averaged ROC AUC and recall at FPR 5 % with stratified-bootstrap 95 %
-intervals and the per-seed values (``lensml.analysis.bootstrap``), per-seed ROC curves; paired differences
-(b - a) for the study's ``compare`` pairs; optional sensitivity curves (``lensml.analysis.sensitivity``).
+Per condition and variant: seed-averaged ROC AUC and recall at FPR 5 % (a study's ``metrics`` list may add
+``recall_at_fpr1`` / ``recall_at_fpr10``) with stratified-bootstrap 95 % intervals (``fold_seeds: true``: the
+network seeds resampled too) and the per-seed values (``lensml.analysis.bootstrap``), per-seed ROC curves;
+paired differences (b - a) for the study's ``compare`` pairs; optional sensitivity curves and M50
+(``lensml.analysis.sensitivity``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def summarise_condition(
     compare: list[list[str]],
     n_boot: int,
     rng: np.random.Generator,
+    metrics: tuple[str, ...] = METRICS,
+    fold_seeds: bool = False,
 ) -> dict[str, Any]:
     groups = by_variant(runs, preds)
     first = next(iter(preds.values()))
@@ -65,8 +69,8 @@ def summarise_condition(
     for variant, names in groups.items():
         scores, labels = _stack(preds, names)
         entry: dict[str, Any] = {"runs": names}
-        for m in METRICS:
-            entry[m] = bootstrap_metric(scores, labels, m, n_boot=n_boot, rng=rng)
+        for m in metrics:
+            entry[m] = bootstrap_metric(scores, labels, m, n_boot=n_boot, rng=rng, fold_seeds=fold_seeds)
         entry["roc"] = [_roc(s, labels) for s in scores]
         out["variants"][variant] = entry
     for a, b in compare:
@@ -77,8 +81,10 @@ def summarise_condition(
         if not np.array_equal(labels, labels_b):
             raise DataError(f"variants {a} and {b} were scored on different test sets; cannot pair them")
         comp: dict[str, Any] = {"a": a, "b": b}
-        for m in METRICS:
-            comp[m] = paired_difference(sa, sb, labels, m, n_boot=n_boot, rng=rng)["diff"]
+        for m in metrics:
+            comp[m] = paired_difference(
+                sa, sb, labels, m, n_boot=n_boot, rng=rng, fold_seeds=fold_seeds
+            )["diff"]
         out["comparisons"].append(comp)
     return out
 
@@ -116,18 +122,23 @@ def summarise(
 ) -> dict[str, Any]:
     """``conditions`` (per condition: overrides, variants, comparisons) and ``sensitivity`` if configured."""
     compare = [list(p) for p in study.get("compare") or []]
+    metrics = tuple(study.get("metrics") or METRICS)
+    fold = bool(study.get("fold_seeds", False))
     conds = {}
     for cname, cond in (study.get("evaluate") or {}).items():
         conds[cname] = {
             "overrides": list(cond),
-            **summarise_condition(preds[cname], runs, compare, n_boot, rng),
+            **summarise_condition(preds[cname], runs, compare, n_boot, rng, metrics, fold),
         }
     out: dict[str, Any] = {
         "n_boot": n_boot,
         "conditions": conds,
-        "statistics": "seed-averaged metric; stratified bootstrap over test samples, "
-        "percentile 95% interval; paired: same resampled indices for both",
+        "statistics": "seed-averaged metric; stratified bootstrap over test samples"
+        + (" and over network seeds (drawn with replacement)" if fold else "")
+        + ", percentile 95% interval; paired: same resampled indices for both",
     }
+    if fold:
+        out["seeds_folded"] = True
     null = study.get("null_condition")
     if null:
         out["null_condition"] = null
@@ -135,7 +146,10 @@ def summarise(
             if cname != null:
                 conds[cname]["vs_null"] = versus_null(preds[null], preds[cname], runs, n_boot, rng)
     if study.get("sensitivity"):
-        out["sensitivity"] = sensitivity_curves(study["sensitivity"], runs, preds, by_variant, rng)
+        out["sensitivity"] = sensitivity_curves(
+            study["sensitivity"], runs, preds, by_variant, rng,
+            compare=compare, fold_seeds=fold, n_boot=n_boot,
+        )
     if study.get("false_positives"):
         out["false_positives"] = _false_positives(study["false_positives"], runs, preds, n_boot, rng)
     return out

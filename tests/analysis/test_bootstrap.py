@@ -82,3 +82,32 @@ def test_stratified_indices_keep_class_counts() -> None:
     y = np.r_[np.ones(7), np.zeros(13)].astype(int)
     idx = stratified_indices(y, 50, np.random.default_rng(0))
     assert idx.shape == (50, 20) and (y[idx].sum(axis=1) == 7).all()
+
+
+def test_folding_the_seeds_widens_the_interval_only_when_seeds_disagree() -> None:
+    rng = np.random.default_rng(11)
+    s1, y = _binormal(400, 1.0, rng)
+    same = [s1, s1, s1]
+    plain = bootstrap_metric(same, y, "auc", n_boot=300, rng=np.random.default_rng(0))
+    folded = bootstrap_metric(same, y, "auc", n_boot=300, rng=np.random.default_rng(0), fold_seeds=True)
+    assert folded["ci"] == pytest.approx(plain["ci"])  # identical seeds: nothing to fold in
+    differ = [s1, rng.normal(0, 1, 400), s1 + rng.normal(0, 2, 400)]
+    plain = bootstrap_metric(differ, y, "auc", n_boot=300, rng=np.random.default_rng(0))
+    folded = bootstrap_metric(differ, y, "auc", n_boot=300, rng=np.random.default_rng(0), fold_seeds=True)
+    width = lambda r: r["ci"][1] - r["ci"][0]  # noqa: E731
+    assert folded["seeds_folded"] and width(folded) > 2 * width(plain)
+    assert folded["value"] == pytest.approx(plain["value"])
+    d = paired_difference(differ, same, y, "auc", n_boot=300, rng=np.random.default_rng(0), fold_seeds=True)
+    d0 = paired_difference(differ, same, y, "auc", n_boot=300, rng=np.random.default_rng(0))
+    assert d["diff"]["ci"][1] - d["diff"]["ci"][0] > d0["diff"]["ci"][1] - d0["diff"]["ci"][0]
+
+
+def test_recall_statistics_at_1_and_10_percent() -> None:
+    from lensml.analysis.bootstrap import STATISTICS
+
+    rng = np.random.default_rng(3)
+    s, y = _binormal(4000, 2.0, rng)
+    r1, r10 = STATISTICS["recall_at_fpr1"](s, y)[0], STATISTICS["recall_at_fpr10"](s, y)[0]
+    # binormal d = 2: recall = 1 - Phi(z_(1-f) - 2)
+    assert r1 == pytest.approx(1 - norm.cdf(norm.ppf(0.99) - 2.0), abs=0.04)
+    assert r10 == pytest.approx(1 - norm.cdf(norm.ppf(0.90) - 2.0), abs=0.04)

@@ -263,3 +263,26 @@ def test_forecast_study_tiny_and_its_report_section(tmp_path: Path) -> None:
     readme = build_report(tmp_path / "summaries", tmp_path / "rep", "forecast").read_text()
     assert "The information ceiling" in readme and "M_min per data set" in readme
     assert (tmp_path / "rep" / "figures" / "forecast_nominal.png").exists()
+
+
+def test_headline_resnet_streams_on_the_fly_and_reports_m50_and_learning_curves(tmp_path: Path) -> None:
+    """The v2 headline trains streaming runs without a training cache, summarises recall at 1/5/10 % FPR with
+    seed-folded intervals, M50 and the learning curve (samples seen, the final re-validation dropped), and the
+    report renders its section from the summary alone."""
+    from lensml.report import build_report
+
+    study = load_study("headline_resnet", "tiny")
+    job = train_jobs(study, tmp_path)[0]
+    ov = training_overrides(job, tmp_path)
+    assert "data=onthefly" in ov and not any(o.startswith("data.cache_dir") for o in ov)
+    s = _run("headline_resnet", tmp_path)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    c = s["conditions"]["m1e10"]
+    assert {"recall_at_fpr1", "recall_at_fpr10"} <= set(c["variants"]["flux"]) and s["seeds_folded"]
+    assert set(s["sensitivity"]["variants"]["flux"]["m50"]) >= {"value", "ci", "frac_above_range"}
+    assert s["sensitivity"]["m50_comparisons"][0]["a"] == "flux"
+    run = s["runs"]["flux_s0"]
+    assert run["samples_seen_per_epoch"] == [48] and len(run["val_auc_per_epoch"]) == 1
+    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
+    assert "Headline (v2)" in readme and "**M50**" in readme
+    assert (tmp_path / "rep" / "figures" / "headline_v2_learning_curves.png").exists()

@@ -1,0 +1,107 @@
+"""The ``headline_resnet`` study's section (v2 headline): flux only vs flux + velocity with the same residual
+network and budget; per mass bin AUC and recall at 1 / 5 / 10 % FPR with intervals that fold in the seed
+spread, the floor test, M50 with its bootstrap interval and Delta log10 M50, the learning curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lensml.analysis import plots
+from lensml.analysis.markdown import fmt_ci, md_table
+from lensml.reporting.core import Report
+from lensml.reporting.tables import above, fmt_seeds, pair, verdict
+
+STUDY = "headline_resnet"
+RECALLS = (("recall_at_fpr1", "1 %"), ("recall_at_fpr5", "5 %"), ("recall_at_fpr10", "10 %"))
+
+
+def fmt_mass(m: float | None) -> str:
+    """A mass in M_sun as ``3.2e10``; ``n/a`` if None."""
+    return "n/a" if m is None else f"{m:.2g}".replace("e+", "e")
+
+
+def fmt_m50(m: Mapping[str, Any] | None, top: float) -> str:
+    """``M50 [lo, hi]`` (M_sun); a bound above the binned range (``top``, log10) is written ``> 1e<top>``."""
+    if not m:
+        return "n/a"
+    lo, hi = m["ci"]
+    above_range = f"> {fmt_mass(10**top)}"
+    value = fmt_mass(m["value"]) if m["value"] is not None else above_range
+    low = fmt_mass(lo) if lo is not None else above_range
+    return f"{value} [{low}, {fmt_mass(hi) if hi is not None else above_range}]"
+
+
+def _pairs(h: Mapping[str, Any]) -> list[tuple[str, str]]:
+    first = next(iter(h["conditions"].values()))
+    return [(c["a"], c["b"]) for c in first["comparisons"]]
+
+
+def render(r: Report) -> None:
+    h = r.s.get(STUDY)
+    if not h:
+        return
+    r.section("Headline (v2): flux only vs flux + velocity, the same residual network", h, scale=True)
+    folded = " and the network seeds" if h.get("seeds_folded") else ""
+    for a, b in _pairs(h):
+        rows = []
+        for cname, c in h["conditions"].items():
+            va, vb, comp = c["variants"].get(a), c["variants"].get(b), pair(c, a, b)
+            if not (va and vb and comp):
+                continue
+            cells = [f"`{cname}`", fmt_ci(va["auc"]), fmt_ci(vb["auc"]), fmt_ci(comp["auc"], True),
+                     verdict(comp["auc"])]
+            for key, _ in RECALLS:
+                if key in va:
+                    cells += [f"{fmt_ci(va[key])} / {fmt_ci(vb[key])}"]
+            rows.append(cells)
+        header = ["test bin", f"AUC {a}", f"AUC {b}", f"ΔAUC ({b} − {a})", "verdict"]
+        header += [f"recall@{p} FPR {a} / {b}" for key, p in RECALLS
+                   if key in next(iter(h["conditions"].values()))["variants"][a]]
+        r.add(f"Per mass bin (95 % bootstrap over test samples{folded}; paired differences on the same "
+              "resamples):\n\n" + md_table(header, rows) + "\n")
+        seed_rows = [[f"`{cname}`", fmt_seeds(c["variants"][a]["auc"]), fmt_seeds(c["variants"][b]["auc"])]
+                     for cname, c in h["conditions"].items() if a in c["variants"] and b in c["variants"]]
+        r.add("Per-seed AUC (the seed spread):\n\n"
+              + md_table(["test bin", f"{a} seeds", f"{b} seeds"], seed_rows) + "\n")
+    null = h.get("null_condition")
+    if null:
+        variants = list(next(iter(h["conditions"].values()))["variants"])
+        rows = [[f"`{cname}`", *(f"{fmt_ci(vn.get(v), True)} ({above(vn.get(v))})" for v in variants)]
+                for cname, c in h["conditions"].items() if (vn := c.get("vs_null") or {})]
+        r.add(f"Above the floor? Paired AUC(bin) − AUC(`{null}`) (same negatives, lenses and sources; only "
+              "the subhalo mass differs):\n\n" + md_table(["test bin", *variants], rows) + "\n")
+    render_m50(r, h)
+    r.fig("headline_v2_sensitivity.png",
+          plots.sensitivity_figure(h["sensitivity"], h["sensitivity"].get("distance_conditions", [])),
+          "detection rate at 5 % FPR vs subhalo mass and vs distance from the arc")
+    r.fig("headline_v2_learning_curves.png", plots.learning_curves(h["runs"]),
+          "validation AUC vs training samples seen")
+
+
+def render_m50(r: Report, h: Mapping[str, Any]) -> None:
+    """The M50 table (per variant, with its interval) and the paired Delta log10 M50."""
+    sens = h.get("sensitivity") or {}
+    if not any("m50" in v for v in sens.get("variants", {}).values()):
+        return
+    top = sens["variants"][next(iter(sens["variants"]))]["vs_mass"]["edges"][-1]
+    rows = [[v, fmt_m50(e["m50"], top), f"{e['m50']['frac_above_range']:.0%}"]
+            for v, e in sens["variants"].items()]
+    text = (f"**M50**, the subhalo M200 detected at 50 % recall at {sens['fpr']:.0%} false positives "
+            "(threshold per seed on each bin's negatives; rate binned in mass, linear interpolation in log10 M "
+            "between bin centres; 95 % bootstrap interval over the positives"
+            + (" and the seeds" if h.get("seeds_folded") else "") + "):\n\n"
+            + md_table(["model", "M50 (M_sun) [95 %]", "resamples above the range"], rows) + "\n")
+    for c in sens.get("m50_comparisons", []):
+        if c["dlog10"] is None:
+            text += (f"\nΔlog10 M50 ({c['b']} − {c['a']}): not defined (M50 above the tested range for at "
+                     "least one model).\n")
+        elif c["ci"] is None:
+            text += (f"\nΔlog10 M50 ({c['b']} − {c['a']}) = {c['dlog10']:+.2f}; no interval (M50 above the "
+                     f"range in {1 - c['frac_defined']:.0%} of the resamples).\n")
+        else:
+            lo, hi = c["ci"]
+            word = "lower" if hi < 0 else ("higher" if lo > 0 else "no significant difference")
+            text += (f"\nΔlog10 M50 ({c['b']} − {c['a']}) = {c['dlog10']:+.2f} [{lo:+.2f}, {hi:+.2f}]: {word}"
+                     + (" (velocity lowers the detectable mass)" if hi < 0 else "") + ".\n")
+    r.add(text)
