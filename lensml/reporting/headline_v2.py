@@ -88,8 +88,8 @@ def render_m50(r: Report, h: Mapping[str, Any]) -> None:
     rows = [[v, fmt_m50(e["m50"], top), f"{e['m50']['frac_above_range']:.0%}"]
             for v, e in sens["variants"].items()]
     text = (f"**M50**, the subhalo M200 detected at 50 % recall at {sens['fpr']:.0%} false positives "
-            "(threshold per seed on each bin's negatives; rate binned in mass, linear interpolation in log10 M "
-            "between bin centres; 95 % bootstrap interval over the positives"
+            "(threshold per seed on each bin's negatives; rate binned in mass, linear interpolation in "
+            "log10 M between bin centres; 95 % bootstrap interval over the positives"
             + (" and the seeds" if h.get("seeds_folded") else "") + "):\n\n"
             + md_table(["model", "M50 (M_sun) [95 %]", "resamples above the range"], rows) + "\n")
     for c in sens.get("m50_comparisons", []):
