@@ -13,9 +13,11 @@ several, any key can be overridden (``scale.epochs=2``, ``study.common=[...]``).
 - ``runs_from``: ``{study: other, variants: [...]}`` re-uses another study's trained runs (same scale);
 - ``evaluate``: test conditions ``name: [overrides]`` scored on every run (``lensml.analysis.scoring``);
 - ``compare``: pairs ``[a, b]`` of variants: paired bootstrap of b - a on every condition;
-- ``sensitivity`` / ``near_real``: extra analyses (``lensml.analysis.sensitivity``, ``.near_real``).
+- ``sensitivity`` / ``near_real`` / ``fit_detect``: extra analyses (``lensml.analysis.sensitivity``,
+  ``.near_real``, ``.fit_compare``).
 
-Stages (``stage=``): ``data`` (training caches), ``train``, ``evaluate``, ``summarise`` or ``all``.
+Stages (``stage=``): ``data`` (training caches), ``train``, ``evaluate``, ``fit`` (a ``fit_detect`` block's
+fits, ``lensml.analysis.fit_compare``), ``summarise`` or ``all``.
 ``shard=k n_shards=n`` splits the train and evaluate jobs over processes. Every stage resumes: a finished run
 (``metrics.json``) whose training config has the hash the study gives it now (``lensml.run_identity``) or an
 evaluation (``<run>/eval/<condition>-<hash>.npz``) is not redone; a finished run with another config is an
@@ -289,7 +291,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
     if on_mismatch not in ON_MISMATCH:
         raise ConfigError(f"on_mismatch={on_mismatch!r}: use one of {list(ON_MISMATCH)}")
     out_root = Path(cfg.out_root)
-    stages = ["data", "train", "evaluate", "summarise"] if cfg.stage == "all" else [str(cfg.stage)]
+    stages = ["data", "train", "evaluate", "fit", "summarise"] if cfg.stage == "all" else [str(cfg.stage)]
     jobs = train_jobs(study, out_root)
     mine = [j for k, j in enumerate(jobs) if k % int(cfg.n_shards) == int(cfg.shard)]
     if "data" in stages:
@@ -322,6 +324,10 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
     n_test = int(study["scale"]["n_test"])
     if "evaluate" in stages:
         stage_evaluate(study, runs, n_test, int(cfg.shard), int(cfg.n_shards), out_root)
+    if "fit" in stages and study.get("fit_detect"):
+        from lensml.analysis.fit_compare import run_fits_for
+
+        run_fits_for(study, out_root, int(cfg.shard), int(cfg.n_shards))
     if "summarise" not in stages:
         log.info("stages %s done in %.0f s", stages, time.time() - t0)
         return None
@@ -331,6 +337,12 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
         **_header(study, runs),
         **summ.summarise(study, runs, preds, n_boot=int(cfg.n_boot), rng=rng),
     }
+    if study.get("fit_detect"):
+        from lensml.analysis.fit_compare import summarise_fits
+
+        summary["fit_detect"] = summarise_fits(
+            study, runs, preds, out_root, summ.by_variant, int(cfg.n_boot), rng
+        )
     if study.get("examples"):
         save_npz(
             summary_dir / "examples.npz", **summ.examples(study, runs, preds, int(study["examples"]["n"]))

@@ -132,7 +132,8 @@ def _add_m50(out: dict[str, Any], logm: np.ndarray, edges: np.ndarray, per_seed:
 def _m50_stats(full: float, boot: np.ndarray) -> dict[str, Any]:
     """M50 (M_sun), its log10 and 95 % interval from ``boot`` (log10 per resample; inf: above the range)."""
     above = float(np.mean(~np.isfinite(boot)))
-    lo, hi = np.quantile(np.where(np.isfinite(boot), boot, np.inf), [0.025, 0.975])
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.quantile(np.where(np.isfinite(boot), boot, np.inf), [0.025, 0.975], method="lower")
     return {
         "value": float(10**full) if np.isfinite(full) else None,
         "log10": float(full) if np.isfinite(full) else None,
