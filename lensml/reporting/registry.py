@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lensml.atomic_io import write_text
 from lensml.reporting import (
+    answer_v2,
     control,
     findings,
     forecast,
@@ -29,6 +30,7 @@ from lensml.reporting.core import V1_STUDIES, V1_TRAINED, Report, Section, load_
 SECTIONS: tuple[Section, ...] = (
     Section(overview.render_title),
     Section(findings.render),
+    Section(answer_v2.render, ("headline_resnet",)),
     Section(overview.render_scale),
     Section(overview.render_pipeline),
     Section(signal.render, ("signal",)),
@@ -36,6 +38,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(headline.render_headline, ("headline",), trained=True),
     Section(headline.render_sensitivity),
     Section(headline_v2.render, ("headline_resnet",), trained=True),
+    Section(robustness.render_v2, ("robustness_resnet",)),
     Section(control.render_control, ("control",), trained=True),
     Section(control.render_control_ablations, ("control_ablations",), trained=True),
     Section(control.render_mask_leak, ("mask_leak",)),

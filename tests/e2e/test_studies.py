@@ -292,3 +292,9 @@ def test_headline_resnet_streams_on_the_fly_and_reports_m50_and_learning_curves(
     assert "Headline (v2)" in readme and "**M50**" in readme
     assert "**Fit, then detect**" in readme and "**Three answers side by side**" in readme
     assert (tmp_path / "rep" / "figures" / "headline_v2_learning_curves.png").exists()
+    # the v2 robustness study re-uses these runs (no training): every shift condition, paired flux vs flux+vel
+    rb = _run("robustness_resnet", tmp_path)
+    assert set(rb["runs"]) == {"flux_s0", "flux_velocity_s0"} and len(rb["conditions"]) == 9
+    assert rb["conditions"]["m1e11_manga"]["comparisons"][0]["b"] == "flux_velocity"
+    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
+    assert "Robustness (v2)" in readme and (tmp_path / "rep" / "figures" / "robustness_resnet.png").exists()
