@@ -266,24 +266,29 @@ def signal_floors_figure(bins: Sequence[Mapping[str, Any]]) -> plt.Figure:
     return fig
 
 
+def _per_run_curves(ax: plt.Axes, runs: Mapping[str, Mapping[str, Any]], xy: Any) -> None:
+    """One line per run (colour = variant, one legend entry per variant); ``xy(run)`` gives (x, y) or None
+    (run skipped); a dotted line at AUC 0.5."""
+    seen = set()
+    for r in runs.values():
+        pts = xy(r)
+        if pts is None:
+            continue
+        v = str(r.get("variant"))
+        ax.plot(*pts, "-o", ms=2, color=color(v), alpha=0.8, label=v if v not in seen else None)
+        seen.add(v)
+    ax.axhline(0.5, color="k", ls=":", lw=0.8)
+
+
 def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
     """Validation AUC after each epoch for every run (colour = variant)."""
     fig, ax = plt.subplots(figsize=(4.4, 3.0), dpi=DPI)
-    seen = set()
-    for r in runs.values():
+
+    def xy(r: Mapping[str, Any]) -> tuple[range, list[float]]:
         curve = r.get("val_auc_per_epoch") or []
-        v = str(r.get("variant"))
-        ax.plot(
-            range(1, len(curve) + 1),
-            curve,
-            "-o",
-            ms=2,
-            color=color(v),
-            alpha=0.8,
-            label=v if v not in seen else None,
-        )
-        seen.add(v)
-    ax.axhline(0.5, color="k", ls=":", lw=0.8)
+        return range(1, len(curve) + 1), curve
+
+    _per_run_curves(ax, runs, xy)
     ax.set_xlabel("validation pass (after each epoch; last = final check)")
     ax.set_ylabel("val ROC AUC (training population)")
     ax.legend(fontsize=7)
@@ -295,16 +300,13 @@ def learning_curves(runs: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
     """Validation AUC vs training samples seen (log axis), one line per run (colour = variant), for runs that
     log ``samples_seen_per_epoch``."""
     fig, ax = plt.subplots(figsize=(4.6, 3.1), dpi=DPI)
-    seen = set()
-    for r in runs.values():
+
+    def xy(r: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
         x, y = r.get("samples_seen_per_epoch") or [], r.get("val_auc_per_epoch") or []
-        if not x or len(x) != len(y):
-            continue
-        v = str(r.get("variant"))
-        ax.plot(x, y, "-o", ms=2, color=color(v), alpha=0.8, label=v if v not in seen else None)
-        seen.add(v)
+        return (x, y) if x and len(x) == len(y) else None
+
+    _per_run_curves(ax, runs, xy)
     ax.set_xscale("log")
-    ax.axhline(0.5, color="k", ls=":", lw=0.8)
     ax.set_xlabel("training samples seen")
     ax.set_ylabel("val ROC AUC (target priors)")
     ax.legend(fontsize=7)
