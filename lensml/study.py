@@ -250,7 +250,7 @@ def stage_evaluate(
     for k, (cname, cond) in enumerate(conds):
         if k % n_shards != shard:
             continue
-        todo = [r for r in runs.values() if not eval_path(r, cname, cond).exists()]
+        todo = [r for r in runs.values() if not _evaluated(eval_path(r, cname, cond), n_test)]
         if not todo:
             continue
         log.info("evaluating %d runs on condition %s %s", len(todo), cname, cond)
@@ -260,15 +260,33 @@ def stage_evaluate(
             save_npz(eval_path(run, cname, cond), **preds[run.name])
 
 
+def _evaluated(path: Path, n_test: int) -> bool:
+    """True if ``path`` holds an evaluation of ``n_test`` samples; an error if it holds another number (a
+    study with the same condition name and overrides at another ``n_test``: never overwritten)."""
+    if not path.exists():
+        return False
+    with np.load(path, allow_pickle=False) as z:
+        n = int(z["probs"].shape[0])
+    if n != n_test:
+        raise ConfigError(
+            f"{path} holds {n} test samples, this study asks n_test={n_test} (another study evaluated the "
+            "same condition under the same name): give the condition another name in the study file"
+        )
+    return True
+
+
 def load_predictions(
     study: dict[str, Any], runs: dict[str, Run]
 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """condition -> run name -> prediction arrays (from the evaluate stage)."""
+    """condition -> run name -> prediction arrays (from the evaluate stage, ``n_test`` samples each)."""
+    n_test = int(study["scale"]["n_test"])
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for cname, cond in (study.get("evaluate") or {}).items():
         out[cname] = {}
         for name, run in runs.items():
-            with np.load(eval_path(run, cname, cond), allow_pickle=False) as z:
+            path = eval_path(run, cname, cond)
+            _evaluated(path, n_test)
+            with np.load(path, allow_pickle=False) as z:
                 out[cname][name] = {k: z[k] for k in z.files}
     return out
 

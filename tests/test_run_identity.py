@@ -57,3 +57,19 @@ def test_a_run_without_any_record_is_not_reused_silently(tmp_path: Path) -> None
     (rd / "metrics.json").write_text("{}")
     with pytest.raises(ConfigError, match="has no record of its config"):
         reusable({"run_dir": rd, "scale": "full"}, _cfg(rd), "error", "toy")
+
+
+def test_an_evaluation_with_another_number_of_test_samples_is_an_error_not_reused(tmp_path: Path) -> None:
+    """Two studies that evaluate the same condition name at different n_test share the file: the second one
+    stops with a message instead of mixing sizes or overwriting the first one's work."""
+    import numpy as np
+
+    from lensml.study import _evaluated
+
+    path = tmp_path / "m1e11-abc.npz"
+    assert not _evaluated(path, 4)
+    np.savez(path, probs=np.zeros(5), label=np.zeros(5))
+    assert _evaluated(path, 5)
+    with pytest.raises(ConfigError, match="n_test=4.*another name"):
+        _evaluated(path, 4)
+    assert path.exists()
