@@ -10,7 +10,7 @@ from typing import Any
 
 from lensml.analysis.markdown import fmt_ci
 from lensml.reporting.core import Report
-from lensml.reporting.headline_v2 import fmt_m50
+from lensml.reporting.headline_v2 import fmt_m50, fmt_mass, lowest_centre
 from lensml.reporting.tables import pair, verdict
 
 Summaries = Mapping[str, Mapping[str, Any]]
@@ -72,6 +72,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     out["fits"] = fits
     out["fit_m50"] = fd.get("m50") or {}
     out["fit_m50_top"] = (fd.get("m50_edges_log10") or [None])[-1]
+    out["fit_m50_bottom"] = lowest_centre(fd.get("m50_edges_log10"))
     fc = (s.get("forecast") or {}).get("forecast")
     if fc:
         res = next(iter(fc["noise"].values()))["summary"]["results"]
@@ -117,7 +118,8 @@ def render(r: Report) -> None:
         lines.append(f"- **Fit, then detect** (smooth model fitted, Delta chi^2), AUC: {rows}.")
         if a["fit_m50"] and a["fit_m50_top"] is not None:
             m50 = ", ".join(
-                f"{k.removeprefix('fit:')} {fmt_m50(m, a['fit_m50_top'])}" for k, m in a["fit_m50"].items()
+                f"{k.removeprefix('fit:')} {fmt_m50(m, a['fit_m50_top'], a['fit_m50_bottom'])}"
+                for k, m in a["fit_m50"].items()
             )
             lines.append(f"  Its M50 on sources it can describe: {m50}.")
     ceil = a.get("ceiling") or {}
@@ -129,7 +131,7 @@ def render(r: Report) -> None:
         )
         lines.append(
             f"- **Ceiling** (forecast, macro lens + source marginalised): flux alone reaches 5 sigma at "
-            f"{ceil['flux']:.2g} M_sun; the velocity map lowers that by {ratios} (velocity floor)."
+            f"{fmt_mass(ceil['flux'])} M_sun; the velocity map lowers that by {ratios} (velocity floor)."
         )
     if a.get("robustness"):
         lines.append(

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from lensml.analysis import plots
 from lensml.analysis.markdown import fmt_ci, md_table
 from lensml.reporting.core import Report
@@ -24,15 +26,26 @@ def fmt_mass(m: float | None) -> str:
     return f"{mant}e{int(exp)}" if exp else mant
 
 
-def fmt_m50(m: Mapping[str, Any] | None, top: float) -> str:
-    """``M50 [lo, hi]`` (M_sun); a bound above the binned range (``top``, log10) is written ``> 1e<top>``."""
+def fmt_m50(m: Mapping[str, Any] | None, top: float, bottom: float | None = None) -> str:
+    """``M50 [lo, hi]`` (M_sun); a bound above the binned range (``top``, log10) is written ``> 1e<top>``, one
+    reached already in the lowest bin (centre ``bottom``, log10) ``<= M``: an upper limit."""
     if not m:
         return "n/a"
     lo, hi = m["ci"]
     above_range = f"> {fmt_mass(10**top)}"
-    value = fmt_mass(m["value"]) if m["value"] is not None else above_range
-    low = fmt_mass(lo) if lo is not None else above_range
-    return f"{value} [{low}, {fmt_mass(hi) if hi is not None else above_range}]"
+
+    def one(x: float | None) -> str:
+        if x is None:
+            return above_range
+        low = bottom is not None and abs(float(np.log10(x)) - bottom) < 1e-6
+        return ("<= " if low else "") + fmt_mass(x)
+
+    return f"{one(m['value'])} [{one(lo)}, {one(hi)}]"
+
+
+def lowest_centre(edges: list[float] | None) -> float | None:
+    """The centre (log10 M) of the lowest mass bin of ``edges``."""
+    return 0.5 * (edges[0] + edges[1]) if edges and len(edges) > 1 else None
 
 
 def _pairs(h: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -151,6 +164,7 @@ def render_answers(r: Report, h: Mapping[str, Any]) -> None:
     top = sens["variants"][next(iter(sens["variants"]))]["vs_mass"]["edges"][-1]
     res = next(iter(fc["noise"].values()))["summary"]["results"] if fc else {}
     fit_top = ((h.get("fit_detect") or {}).get("m50_edges_log10") or [top])[-1]
+    fit_bottom = lowest_centre((h.get("fit_detect") or {}).get("m50_edges_log10"))
     rows = []
     for variant, ds in (("flux", "flux"), ("flux_velocity", "flux+velocity@10")):
         cnn = (sens["variants"].get(variant) or {}).get("m50")
@@ -158,19 +172,22 @@ def render_answers(r: Report, h: Mapping[str, Any]) -> None:
         ceil = (res.get(ds) or {}).get("macro_source") or {}
         m_min = ceil.get("m_min_msun")
         eff = []
-        for m, t in ((cnn, top), (fit, fit_top)):
+        for m, t, b in ((cnn, top, None), (fit, fit_top, fit_bottom)):
             if m and m.get("value") and m_min:
-                eff.append(f"{m_min / m['value']:.2g}")
+                at_bottom = b is not None and abs(float(np.log10(m["value"])) - b) < 1e-6
+                eff.append(f"{'>= ' if at_bottom else ''}{m_min / m['value']:.2g}")
             elif m and m_min:
                 eff.append(f"< {m_min / 10 ** t:.2g}")
             else:
                 eff.append("–")
-        rows.append([variant, fmt_m50(cnn, top), fmt_m50(fit, fit_top) if fit else "–",
+        rows.append([variant, fmt_m50(cnn, top), fmt_m50(fit, fit_top, fit_bottom) if fit else "–",
                      f"{fmt_mass(m_min)} [{', '.join(fmt_mass(x) for x in ceil.get('m_min_ci95') or [])}]"
                      if m_min else "–", *eff])
     r.add("**Three answers side by side** (M50: 50 % recall at 5 % false positives; the CNN's on the full "
           "test bins, the fit's on the `clean_*` bins it was run on; the forecast's M_min: 5 sigma for the "
           "median draw, macro lens + parametric source marginalised, sigma_v = 10 km/s; efficiency = "
-          "M_min / M50, 1 = at the ceiling):\n\n"
+          "M_min / M50, 1 = at the ceiling; M50 at 5 % false positives is a looser criterion than 5 "
+          "sigma, so an efficiency above 1 is possible; `<=`: reached in the lowest mass bin fitted, an "
+          "upper limit):\n\n"
           + md_table(["data set", "CNN M50 [95 %]", "fit-then-detect M50 [95 %]", "forecast M_min [95 %]",
                       "CNN efficiency", "fit efficiency"], rows) + "\n")
