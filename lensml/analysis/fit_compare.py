@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from lensml.analysis.bootstrap import bootstrap_metric, paired_difference
 from lensml.analysis.scoring import merge_overrides
-from lensml.analysis.sensitivity import _m50_stats, detections, m50_bootstrap
+from lensml.analysis.sensitivity import detections, m50_bootstrap, m50_stats
 from lensml.errors import ConfigError, DataError
 
 METRICS = ("auc", "recall_at_fpr1", "recall_at_fpr5", "recall_at_fpr10")
@@ -145,7 +145,7 @@ def summarise_fits(study: dict[str, Any], runs: dict[str, Any], preds: dict[str,
         for name, parts in det_pos.items():
             det = np.concatenate(parts, axis=1).astype(float)
             full = m50_bootstrap(lm, det, edges, np.arange(lm.size)[None, :], None)[0]
-            out["m50"][name] = _m50_stats(full, m50_bootstrap(lm, det, edges, idx, None))
+            out["m50"][name] = m50_stats(full, m50_bootstrap(lm, det, edges, idx, None))
         out["m50_conditions"] = list(spec["m50_conditions"])
         out["m50_edges_log10"] = [float(e) for e in edges]
     return out

@@ -110,7 +110,7 @@ def _add_m50(out: dict[str, Any], logm: np.ndarray, edges: np.ndarray, per_seed:
         draws = seed_draws(det.shape[0], n_boot, rng, fold_seeds)
         boot[v] = m50_bootstrap(logm, det, edges, idx, draws)
         full = m50_bootstrap(logm, det, edges, np.arange(logm.size)[None, :], None)[0]
-        out["variants"][v]["m50"] = _m50_stats(full, boot[v])
+        out["variants"][v]["m50"] = m50_stats(full, boot[v])
     out["m50_comparisons"] = []
     for a, b in compare:
         if a in boot and b in boot:
@@ -129,7 +129,7 @@ def _add_m50(out: dict[str, Any], logm: np.ndarray, edges: np.ndarray, per_seed:
             })
 
 
-def _m50_stats(full: float, boot: np.ndarray) -> dict[str, Any]:
+def m50_stats(full: float, boot: np.ndarray) -> dict[str, Any]:
     """M50 (M_sun), its log10 and 95 % interval from ``boot`` (log10 per resample; inf: above the range)."""
     above = float(np.mean(~np.isfinite(boot)))
     with np.errstate(invalid="ignore"):
