@@ -9,6 +9,8 @@ Conventions (stated once, here):
   =================================  ==  ===========================================================
   ``flux``                           1   flux only
   ``velocity``                       1   velocity only
+  ``mask``                           1   the validity mask only (ablation: what the mask's outline alone
+                                         tells; with ``noise.mask_from=observed`` it is a thresholded image)
   ``flux_velocity``                  2   flux, velocity of the same sample (the physical pairing)
   ``flux_shuffled_velocity``         2   flux of sample i, velocity of sample ``perm(i)`` of the same
                                          split: the ablation that destroys the flux-velocity pairing
@@ -23,8 +25,8 @@ Conventions (stated once, here):
                                          (sample key ``cube``, ``lensml.sim.cube``), noisy, early fusion
   =================================  ==  ===========================================================
 
-  The seed's four modes are the first four, unchanged. Names: ``flux`` or
-  ``[flux_[shuffled_]]velocity[_mask|_weight]``.
+  The seed's four modes are ``flux``, ``velocity``, ``flux_velocity``, ``flux_shuffled_velocity``, unchanged.
+  Names: ``flux``, ``mask`` or ``[flux_[shuffled_]]velocity[_mask|_weight]``.
 
 - ``mask`` is the sample's validity mask as 0/1 float32: it tells "masked" (0) apart from a measured velocity
   of 0 km/s (1). ``weight`` is the per-pixel inverse variance of the velocity in units of a fixed reference
@@ -73,6 +75,7 @@ class ChannelLayout:
 CHANNEL_LAYOUTS: dict[str, ChannelLayout] = {
     "flux": ChannelLayout(("flux",)),
     "velocity": ChannelLayout(("velocity",)),
+    "mask": ChannelLayout(("mask",)),
     "flux_velocity": ChannelLayout(("flux", "velocity")),
     "flux_shuffled_velocity": ChannelLayout(("flux", "velocity"), shuffled=True),
     "velocity_mask": ChannelLayout(("velocity", "mask")),
