@@ -10,7 +10,7 @@ from typing import Any
 from lensml.analysis import plots
 from lensml.analysis.markdown import fmt_ci, md_table
 from lensml.reporting.core import Report
-from lensml.reporting.tables import comparison_table, pair, variants_table, verdict
+from lensml.reporting.tables import comparison_table, pair, paired_table, variants_table
 
 
 def render_control(r: Report) -> None:
@@ -146,19 +146,7 @@ def _ablations(r: Report, key: str, title: str) -> None:
     ]
     r.add(variants_table(s["conditions"], variants) + "\n")
     r.add("Paired differences:\n")
-    rows = [
-        [
-            f"`{cname}`",
-            f"{comp['b']} − {comp['a']}",
-            fmt_ci(comp["auc"], True),
-            fmt_ci(comp["recall_at_fpr5"], True),
-            verdict(comp["auc"]),
-        ]
-        for cname, c in s["conditions"].items()
-        for comp in c["comparisons"]
-    ]
-    header = ["test condition", "comparison", "ΔAUC [95% CI]", "Δrecall@5%FPR", "verdict"]
-    r.add(md_table(header, rows) + "\n")
+    r.add(paired_table(s["conditions"]) + "\n")
     checks = []
     for cname, c in s["conditions"].items():
         comp = pair(c, "baseline", "dual_shuffled")

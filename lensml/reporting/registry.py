@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lensml.atomic_io import write_text
 from lensml.reporting import (
+    ablations_v2,
     answer_v2,
     control,
     findings,
@@ -39,6 +40,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(headline.render_sensitivity),
     Section(headline_v2.render, ("headline_resnet",), trained=True),
     Section(robustness.render_v2, ("robustness_resnet",)),
+    Section(ablations_v2.render, ("ablations_resnet",), trained=True),
     Section(control.render_control, ("control",), trained=True),
     Section(control.render_control_ablations, ("control_ablations",), trained=True),
     Section(control.render_mask_leak, ("mask_leak",)),

@@ -93,6 +93,23 @@ def variants_table(cond_sums: Mapping[str, Any], variants: Sequence[str]) -> str
     return md_table(["test condition", *(f"AUC {v}" for v in variants)], rows)
 
 
+def paired_table(cond_sums: Mapping[str, Any]) -> str:
+    """Markdown: every paired comparison b − a of every condition (ΔAUC, Δrecall@5%FPR, verdict)."""
+    rows = [
+        [
+            f"`{cname}`",
+            f"{comp['b']} − {comp['a']}",
+            fmt_ci(comp["auc"], True),
+            fmt_ci(comp["recall_at_fpr5"], True),
+            verdict(comp["auc"]),
+        ]
+        for cname, c in cond_sums.items()
+        for comp in c["comparisons"]
+    ]
+    header = ["test condition", "comparison", "ΔAUC [95% CI]", "Δrecall@5%FPR", "verdict"]
+    return md_table(header, rows)
+
+
 def reference_of(cname: str, cond_sums: Mapping[str, Any], default: str) -> str:
     """The unshifted condition of ``cname``: its name up to the first ``_`` if that condition exists
     (``m1e10_low_snr`` -> ``m1e10``), else ``default``."""

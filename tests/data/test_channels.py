@@ -13,8 +13,10 @@ from lensml.data.channels import (
     InputNorm,
     check_streams,
     flux_snr,
+    n_channels,
     needs_shuffle,
     normalise_flux,
+    required_keys,
     stack_channels,
     stack_sample,
     two_stream_modes,
@@ -76,6 +78,14 @@ def test_seed_modes_are_unchanged(mode):
     np.testing.assert_array_equal(x, _seed_stack(mode, s["flux"], s["velocity"]))
     # the positional call of the seed (flux, velocity only) still works
     np.testing.assert_array_equal(stack_channels(mode, s["flux"], s["velocity"], 300.0, 0.995), x)
+
+
+def test_mask_mode_is_the_validity_mask_alone():
+    """``data.channels=mask`` (the mask-only ablation): one 0/1 channel, the mask, nothing else read."""
+    s = synthetic_samples(3)
+    x = stack_sample("mask", {"mask": s["mask"]}, InputNorm())
+    assert x.shape == (3, 1, 8, 8) and n_channels("mask") == 1 and required_keys("mask") == ("mask",)
+    np.testing.assert_array_equal(x[:, 0], s["mask"].astype(np.float32))
 
 
 @pytest.mark.parametrize("mode", list(CHANNEL_MODES))

@@ -298,3 +298,19 @@ def test_headline_resnet_streams_on_the_fly_and_reports_m50_and_learning_curves(
     assert rb["conditions"]["m1e11_manga"]["comparisons"][0]["b"] == "flux_velocity"
     readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
     assert "Robustness (v2)" in readme and (tmp_path / "rep" / "figures" / "robustness_resnet.png").exists()
+
+
+def test_ablations_resnet_trains_five_channel_sets_and_reports_what_each_tells(tmp_path: Path) -> None:
+    """The v2 ablations train one network per channel set (the mask alone included) on the same budget,
+    compare them on identical test sets, and the report reads each comparison from its interval."""
+    from lensml.report import build_report
+    from lensml.reporting.ablations_v2 import VARIANTS
+
+    s = _run("ablations_resnet", tmp_path)
+    assert set(s["runs"]) == {f"{v}_s0" for v in VARIANTS}
+    c = s["conditions"]["m1e11"]
+    assert set(c["variants"]) == set(VARIANTS)
+    assert {(x["a"], x["b"]) for x in c["comparisons"]} >= {("flux_velocity", "shuffled_velocity"),
+                                                             ("flux", "mask_only")}
+    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
+    assert "Ablations (v2)" in readme and "**Reading**" in readme and "the mask alone" in readme
