@@ -10,6 +10,7 @@ and ``forecast.png`` to ``out_dir``.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from lensml.atomic_io import save_figure, write_json, write_text
 from lensml.cli import clean_errors
+from lensml.data.cache import config_hash
 from lensml.errors import ConfigError
 from lensml.inference import physics
 from lensml.inference.forecast_draw import (
@@ -289,19 +291,51 @@ def with_scale(spec: Mapping[str, Any], scale: str) -> dict[str, Any]:
     return out
 
 
-def run_study(spec: dict[str, Any], common: list[str], scale: str) -> dict[str, Any]:
+def _cached_result(cfg: DictConfig, path: Path | None, compute: bool) -> dict[str, Any] | None:
+    """The forecast of ``cfg``: from ``path`` when it holds one for the same config (hash), else computed when
+    ``compute`` (and written to ``path`` atomically), else None. A file for another config is recomputed."""
+    key = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    if path is not None and path.exists():
+        try:
+            cached = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            cached = {}
+        if cached.get("config_hash") == key:
+            log.info("forecast: %s reused (same config)", path)
+            return cached["result"]
+        log.warning("forecast: %s was computed for another config; recomputing it", path)
+    if not compute:
+        return None
+    result = run_forecast(cfg)
+    result.pop("per_draw", None)
+    result.get("refit", {}).pop("rows", None)
+    result.get("unknown_position", {}).pop("rows", None)
+    if path is not None:
+        write_json(path, {"config_hash": key, "result": result})
+    return result
+
+
+def run_study(
+    spec: dict[str, Any], common: list[str], scale: str, work_dir: Path | None = None, shard: int = 0,
+    n_shards: int = 1, summarise: bool = True,
+) -> dict[str, Any] | None:
     """The ``forecast`` study (for ``lensml.study``, as ``run_signal``). ``spec``: ``noise`` (noise group
     names), ``n`` / ``n_tiny`` draws per bin, ``per_scale`` (per study scale, settings merged over the rest),
     and any ``forecast.*`` key (``mass_bins``,
     ``sigma_v_floors_kms``, ``marginalise``, ``refit``, ``unknown_position``, ...); ``common``: the study's
     overrides, of which the physics groups' are applied. Returns per noise group: summary, checks, timing.
+
+    Resumable and shardable by noise group: with ``work_dir`` each group's result is kept in
+    ``work_dir/<noise>.json`` with its config hash and reused; with ``summarise=False`` only the groups
+    ``k % n_shards == shard`` are computed (and kept) and None is returned; with ``summarise`` the missing
+    ones are computed and the summary block returned.
     """
     tiny = scale == "tiny"
     spec = with_scale(spec, scale)
     n = int(spec.get("n_tiny" if tiny else "n", 4 if tiny else 256))
     keep = [o for o in common if o.lstrip("+~").split(".")[0].split("=")[0] in PHYSICS_PREFIXES]
     out: dict[str, Any] = {"version": 1, "n_per_bin": n, "noise": {}}
-    for noise in spec.get("noise", ["nominal"]):
+    for k, noise in enumerate(spec.get("noise", ["nominal"])):
         cfg = compose_forecast_config([*keep, f"noise={noise}"])
         for key, value in spec.items():
             if key not in ("noise", "n", "n_tiny", "per_scale"):
@@ -313,12 +347,11 @@ def run_study(spec: dict[str, Any], common: list[str], scale: str) -> dict[str, 
             OmegaConf.update(
                 cfg, "forecast.unknown_position.n_draws", min(int(cfg.forecast.unknown_position.n_draws), 1)
             )
-        result = run_forecast(cfg)
-        result.pop("per_draw", None)
-        result.get("refit", {}).pop("rows", None)
-        result.get("unknown_position", {}).pop("rows", None)
-        out["noise"][noise] = result
-    return out
+        path = None if work_dir is None else Path(work_dir) / f"{noise}.json"
+        result = _cached_result(cfg, path, compute=summarise or k % n_shards == shard)
+        if result is not None:
+            out["noise"][noise] = result
+    return out if summarise else None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="forecast")

@@ -297,6 +297,10 @@ NO_TRAINING_STUDIES: dict[str, str] = {
     "signal": "lensml.analysis.signal.run_signal",
     "forecast": "lensml.forecast.run_study",
 }
+#: of those, the ones kept per part under ``out_root/<study>/<block>/`` (resumable; ``stage=evaluate`` with
+#: ``shard``/``n_shards`` computes one shard of the parts):
+#: ``run(spec, common, scale, work_dir, shard, n_shards, summarise)``
+SHARDED_STUDIES: frozenset[str] = frozenset({"forecast"})
 
 
 def run_study(cfg: DictConfig) -> dict[str, Any] | None:
@@ -319,11 +323,18 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
     summary_dir = Path(cfg.summary_dir)
     kind = next((k for k in NO_TRAINING_STUDIES if study.get(k)), None)
     if kind:  # a study without training runs: one function of its block -> the summary
-        if "summarise" not in stages:
-            return None
         module, func = NO_TRAINING_STUDIES[kind].rsplit(".", 1)
         run = getattr(importlib.import_module(module), func)
-        summary = {**_header(study, {}, trains=False), kind: run(study[kind], study.get("common", []), scale)}
+        args = (study[kind], study.get("common", []), scale)
+        if kind in SHARDED_STUDIES:  # kept per part under out_root: resumable; stage=evaluate runs a shard
+            opts = {"work_dir": out_root / study["name"] / kind, "shard": int(cfg.shard),
+                    "n_shards": int(cfg.n_shards)}
+            if "evaluate" in stages:
+                run(*args, **opts, summarise=False)
+            args = (*args, opts["work_dir"])
+        if "summarise" not in stages:
+            return None
+        summary = {**_header(study, {}, trains=False), kind: run(*args)}
         write_json(summary_dir / f"{study['name']}.json", summary)
         return summary
     if study.get("near_real"):

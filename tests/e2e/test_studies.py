@@ -33,6 +33,12 @@ def _run(study: str, root: Path, *extra: str) -> dict:
     return json.loads((root / "summaries" / f"{study}.json").read_text())
 
 
+def _run_stage(study: str, root: Path, stage: str, *extra: str) -> dict | None:
+    """One stage of a study at tiny scale (what it returns: the summary, or None before ``summarise``)."""
+    overrides = [f"study={study}", "scale=tiny", f"out_root={root}", f"summary_dir={root}/summaries"]
+    return run_study(compose_study([*overrides, f"stage={stage}", *extra]))
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("studies")
@@ -251,13 +257,21 @@ def test_study_files_read_numbers_as_numbers() -> None:
     assert all(isinstance(m, float) for m in load_study("signal")["signal"]["mass_bins"])
 
 
-def test_forecast_study_tiny_and_its_report_section(tmp_path: Path) -> None:
-    """``study=forecast scale=tiny`` runs from the real study file (its per_scale settings) and the report
-    renders its section from the summary alone."""
+def test_forecast_study_tiny_sharded_resumed_and_its_report_section(tmp_path: Path) -> None:
+    """``study=forecast scale=tiny`` runs from the real study file (its per_scale settings); ``stage=evaluate
+    shard=k n_shards=n`` computes noise groups k, k + n, ... only and keeps each with its config hash,
+    ``stage=summarise`` reuses them; the report renders its section from the summary alone."""
     from lensml.report import build_report
 
-    s = _run("forecast", tmp_path)
+    noise = "study.forecast.per_scale.tiny.noise"
+    assert _run_stage("forecast", tmp_path, "evaluate", f"{noise}=[nominal,low_snr]", "n_shards=2") is None
+    work = tmp_path / "forecast" / "forecast"
+    assert sorted(p.name for p in work.iterdir()) == ["nominal.json"]  # shard 0 of 2: low_snr is shard 1's
+    before = (work / "nominal.json").stat().st_mtime_ns
+    s = _run("forecast", tmp_path, "stage=summarise")
+    assert (work / "nominal.json").stat().st_mtime_ns == before  # reused, not recomputed
     res = s["forecast"]["noise"]["nominal"]
+    assert res == json.loads((work / "nominal.json").read_text())["result"]
     assert list(s["forecast"]["noise"]) == ["nominal"] and res["n_draws"] == 2
     assert set(res["summary"]["results"]) == {"flux", "flux+velocity@10", "cube@4"}
     readme = build_report(tmp_path / "summaries", tmp_path / "rep", "forecast").read_text()
