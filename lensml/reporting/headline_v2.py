@@ -15,6 +15,7 @@ from lensml.reporting.core import Report
 from lensml.reporting.tables import above, fmt_seeds, pair, verdict
 
 STUDY = "headline_resnet"
+LONG = "headline_resnet_long"
 RECALLS = (("recall_at_fpr1", "1 %"), ("recall_at_fpr5", "5 %"), ("recall_at_fpr10", "10 %"))
 
 
@@ -58,6 +59,46 @@ def render(r: Report) -> None:
     if not h:
         return
     r.section("Headline (v2): flux only vs flux + velocity, the same residual network", h, scale=True)
+    _render_bins(r, h)
+    render_m50(r, h)
+    render_fits(r, h)
+    render_answers(r, h)
+    r.fig("headline_v2_sensitivity.png",
+          plots.sensitivity_figure(h["sensitivity"], h["sensitivity"].get("distance_conditions", [])),
+          "detection rate at 5 % FPR vs subhalo mass and vs distance from the arc")
+    r.fig("headline_v2_learning_curves.png", plots.learning_curves(h["runs"]),
+          "validation AUC vs training samples seen")
+
+
+def render_long(r: Report) -> None:
+    """``headline_resnet_long``: the headline's runs trained longer (one seed), on the same test bins."""
+    h = r.s.get(LONG)
+    if not h:
+        return
+    samples = h["scale"]["n_train"] * h["scale"]["epochs"]
+    r.section(f"Headline (v2) trained longer: {samples / 1e6:.2f}M samples per run", h, scale=True)
+    _render_bins(r, h)
+    base = r.s.get(STUDY)
+    if base:
+        rows = []
+        for cname, c in h["conditions"].items():
+            b = base["conditions"].get(cname)
+            if b:
+                auc = [(b["variants"][v]["auc"], c["variants"][v]["auc"]) for v in c["variants"]]
+                rows.append([f"`{cname}`", *(f"{fmt_ci(x)} → {fmt_ci(y)}" for x, y in auc)])
+        variants = list(next(iter(h["conditions"].values()))["variants"])
+        base_n = base["scale"]["n_train"] * base["scale"]["epochs"]
+        r.add(f"AUC after {base_n / 1e3:.0f}k samples (`{STUDY}`, {len(base['scale']['seeds'])} seeds) → "
+              f"after {samples / 1e6:.2f}M ({len(h['scale']['seeds'])} seed), on identical test samples:\n\n"
+              + md_table(["test bin", *variants], rows) + "\n")
+    render_m50(r, h)
+    runs = {**(base or {}).get("runs", {}), **{f"long:{k}": v for k, v in h["runs"].items()}}
+    r.fig("headline_long_learning_curves.png", plots.learning_curves(runs),
+          "validation AUC vs training samples seen: the headline's seeds and the longer runs")
+
+
+def _render_bins(r: Report, h: Mapping[str, Any]) -> None:
+    """Per mass bin: the paired comparison with recalls, the per-seed AUCs and the floor test."""
     folded = " and the network seeds" if h.get("seeds_folded") else ""
     for a, b in _pairs(h):
         rows = []
@@ -89,14 +130,6 @@ def render(r: Report) -> None:
                 if cname in floor_conds and (vn := c.get("vs_null") or {})]
         r.add(f"Above the floor? Paired AUC(bin) − AUC(`{null}`) (same negatives, lenses and sources; only "
               "the subhalo mass differs):\n\n" + md_table(["test bin", *variants], rows) + "\n")
-    render_m50(r, h)
-    render_fits(r, h)
-    render_answers(r, h)
-    r.fig("headline_v2_sensitivity.png",
-          plots.sensitivity_figure(h["sensitivity"], h["sensitivity"].get("distance_conditions", [])),
-          "detection rate at 5 % FPR vs subhalo mass and vs distance from the arc")
-    r.fig("headline_v2_learning_curves.png", plots.learning_curves(h["runs"]),
-          "validation AUC vs training samples seen")
 
 
 def render_m50(r: Report, h: Mapping[str, Any]) -> None:

@@ -39,6 +39,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(headline.render_headline, ("headline",), trained=True),
     Section(headline.render_sensitivity),
     Section(headline_v2.render, ("headline_resnet",), trained=True),
+    Section(headline_v2.render_long, ("headline_resnet_long",), trained=True),
     Section(robustness.render_v2, ("robustness_resnet",)),
     Section(ablations_v2.render, ("ablations_resnet",), trained=True),
     Section(control.render_control, ("control",), trained=True),

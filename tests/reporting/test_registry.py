@@ -16,11 +16,12 @@ def test_study_order_reproduces_v1_then_the_later_studies() -> None:
     assert registry.studies() == (
         "signal", "control", "control_ablations", "mask_leak", "control_observed_mask", "headline",
         "sensitivity", "instrument_shift", "velocity_degradation", "ablations", "domain_shift", "near_real",
-        "headline_resnet", "robustness_resnet", "ablations_resnet", "hard_negatives", "forecast",
+        "headline_resnet", "headline_resnet_long", "robustness_resnet", "ablations_resnet", "hard_negatives",
+        "forecast",
     )  # fmt: skip
     assert registry.trained_studies() == (
         "headline", "ablations", "domain_shift", "control", "control_ablations", "control_observed_mask",
-        "headline_resnet", "ablations_resnet", "hard_negatives",
+        "headline_resnet", "headline_resnet_long", "ablations_resnet", "hard_negatives",
     )  # fmt: skip
 
 
@@ -55,3 +56,19 @@ def test_a_new_study_is_one_section_line(tmp_path: Path, monkeypatch: pytest.Mon
     text = registry.build_report(tmp_path, tmp_path / "rep", "toy").read_text()
     assert text.index("## Toy study") < text.index("## Limitations") < text.index("study=toy\n")
     assert "answer: 42" in text and "toy" not in text.split("not in this report")[1].split("\n")[0]
+
+
+def test_the_longer_headline_renders_beside_the_headline(tmp_path: Path) -> None:
+    """``headline_resnet_long`` reuses the headline's per-bin section and adds the AUC before → after table
+    and both studies' learning curves (from a copy of the committed headline summary)."""
+    committed = Path(__file__).parents[2] / "reports" / "v2" / "summaries" / "headline_resnet.json"
+    head = json.loads(committed.read_text())
+    long = {**head, "study": "headline_resnet_long", "fit_detect": None,
+            "scale": {**head["scale"], "n_train": 65536, "epochs": 16, "seeds": [0]}}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "headline_resnet.json").write_text(json.dumps(head))
+    (tmp_path / "s" / "headline_resnet_long.json").write_text(json.dumps(long))
+    text = registry.build_report(tmp_path / "s", tmp_path / "rep", "t").read_text()
+    assert "## Headline (v2) trained longer: 1.05M samples per run" in text
+    assert "AUC after 229k samples (`headline_resnet`, 3 seeds) → after 1.05M (1 seed)" in text
+    assert (tmp_path / "rep" / "figures" / "headline_long_learning_curves.png").exists()
