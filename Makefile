@@ -19,9 +19,11 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/python -m lensml.train experiment=quickstart $(ARGS)
 
-## make test: set up (first time) and run the whole test suite
+## make test: set up (first time) and run the whole test suite, TEST_WORKERS processes (pytest-xdist; one test
+## file per process at a time, so a file's module fixtures are built once); TEST_WORKERS=0: one process
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check lensml tests benchmarks experiments

@@ -344,7 +344,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any] | None:
             return None
         runs = study_runs(study, out_root, on_mismatch)
         result = near_real.run_near_real(
-            study["near_real"], runs, sources_dir(out_root), summary_dir, scale=scale
+            study["near_real"], runs, sources_dir(out_root), summary_dir, scale=scale, prefix=study["name"]
         )
         summary = {**_header(study, runs), "near_real": result}
         write_json(summary_dir / f"{study['name']}.json", summary)

@@ -185,12 +185,13 @@ def occlusion(
 
 
 def run_near_real(
-    spec: dict[str, Any], runs: dict[str, Run], sources_dir: Path, arrays_dir: Path, scale: str = "full"
+    spec: dict[str, Any], runs: dict[str, Run], sources_dir: Path, arrays_dir: Path, scale: str = "full",
+    prefix: str = "near_real",
 ) -> dict[str, Any]:
     """Score the cases with every run of ``spec.variants``; return the summary.
 
     Source tensors are made in ``sources_dir``; the example maps and occlusion maps are written (float16) to
-    ``arrays_dir/near_real_<plateifu>.npz`` for the report.
+    ``arrays_dir/<prefix>_<plateifu>.npz`` for the report (``prefix``: the study's name).
     """
     sources = prepare_sources(sources_dir)
     n_noise = int(spec.get("n_noise_tiny" if scale == "tiny" else "n_noise", 16))
@@ -261,10 +262,8 @@ def run_near_real(
             }
             for key, maps in occ.items():
                 arrays[f"occ__{variant}__{key}"] = np.mean(maps, axis=0)
-        save_npz(
-            arrays_dir / f"near_real_{plateifu}.npz", **{k: v.astype(np.float16) for k, v in arrays.items()}
-        )
-        gal["arrays"] = f"near_real_{plateifu}.npz"
+        gal["arrays"] = f"{prefix}_{plateifu}.npz"
+        save_npz(arrays_dir / gal["arrays"], **{k: v.astype(np.float16) for k, v in arrays.items()})
         result["galaxies"][plateifu] = gal
     result["occlusion"] = {
         "patch_pix": patch,

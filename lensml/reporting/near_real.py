@@ -22,12 +22,20 @@ def response(g: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
 
 
 def render(r: Report) -> None:
-    s = r.s.get("near_real")
+    _render(r, "near_real", "Study 6 — near-real MaNGA cases")
+
+
+def render_v2(r: Report) -> None:
+    _render(r, "near_real_resnet", "Near-real (v2): the real MaNGA galaxy behind a lens, the v2 detectors")
+
+
+def _render(r: Report, key: str, title: str) -> None:
+    s = r.s.get(key)
     if not s:
         return
     nr = s["near_real"]
     spec = nr["spec"]
-    r.section("Study 6 — near-real MaNGA cases", s)
+    r.section(title, s)
     lens = spec["lens"]
     ms = spec["mass_msun"] if isinstance(spec["mass_msun"], list) else [spec["mass_msun"]]
     r.add(
@@ -62,7 +70,7 @@ def render(r: Report) -> None:
             "the noise spread, or a P(sub) that hardly moves at all, mean the network does not respond to "
             "this subhalo.\n"
         )
-        p = r.summary_dir / f"near_real_{plateifu}.npz"
+        p = r.summary_dir / g.get("arrays", f"near_real_{plateifu}.npz")
         if p.exists():
             with np.load(p) as z:
                 arr = {k: z[k].astype(np.float32) for k in z.files}
@@ -76,7 +84,7 @@ def render(r: Report) -> None:
                 nr["occlusion"]["stride_pix"],
                 nr["occlusion"]["patch_pix"],
             )
-            r.fig(f"near_real_{plateifu}.png", fig, f"near-real {plateifu}")
+            r.fig(f"{key}_{plateifu}.png", fig, f"near-real {plateifu}")
     occ = nr["occlusion"]
     r.add(
         "Figure: the lensed MaNGA galaxy (one noise realisation) with the subhalo (cyan +) of the heaviest "

@@ -42,6 +42,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(headline_v2.render_long, ("headline_resnet_long",), trained=True),
     Section(robustness.render_v2, ("robustness_resnet",)),
     Section(ablations_v2.render, ("ablations_resnet",), trained=True),
+    Section(near_real.render_v2, ("near_real_resnet",)),
     Section(control.render_control, ("control",), trained=True),
     Section(control.render_control_ablations, ("control_ablations",), trained=True),
     Section(control.render_mask_leak, ("mask_leak",)),

@@ -15,28 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from study_runs import run_tiny
 
 from lensml import run_identity
 from lensml.analysis.scoring import compose_train_config
 from lensml.errors import ConfigError
 from lensml.paths import CONF_DIR
-from lensml.study import run_study, train_jobs, training_overrides
-from lensml.study_config import compose_study, load_study
+from lensml.study import train_jobs, training_overrides
+from lensml.study_config import load_study
 
 REPO = CONF_DIR.parent
-
-
-def _run(study: str, root: Path, *extra: str) -> dict:
-    overrides = [f"study={study}", "scale=tiny", f"out_root={root}", f"summary_dir={root}/summaries"]
-    cfg = compose_study([*overrides, "n_boot=200", *extra])
-    run_study(cfg)
-    return json.loads((root / "summaries" / f"{study}.json").read_text())
-
-
-def _run_stage(study: str, root: Path, stage: str, *extra: str) -> dict | None:
-    """One stage of a study at tiny scale (what it returns: the summary, or None before ``summarise``)."""
-    overrides = [f"study={study}", "scale=tiny", f"out_root={root}", f"summary_dir={root}/summaries"]
-    return run_study(compose_study([*overrides, f"stage={stage}", *extra]))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +76,7 @@ def test_headline(root: Path) -> None:
 
 
 def test_velocity_degradation_leaves_the_flux_baseline_unchanged(root: Path) -> None:
-    s = _run("velocity_degradation", root)
+    s = run_tiny("velocity_degradation", root)
     base = [c["variants"]["baseline"]["auc"]["value"] for c in s["conditions"].values()]
     assert base == pytest.approx([base[0]] * len(base), abs=1e-12)  # flux is not re-rendered coarser
     z = np.load(root / "summaries" / "velocity_degradation_predictions.npz")
@@ -97,13 +85,13 @@ def test_velocity_degradation_leaves_the_flux_baseline_unchanged(root: Path) -> 
 
 
 def test_instrument_shift(root: Path) -> None:
-    s = _run("instrument_shift", root)
+    s = run_tiny("instrument_shift", root)
     assert "m1e11_psf0.2_low_snr" in s["conditions"]
     assert s["conditions"]["m1e11_low_snr"]["overrides"] == ["subhalo.mass_bin=1e11", "noise=low_snr"]
 
 
 def test_ablations(root: Path) -> None:
-    s = _run("ablations", root)
+    s = run_tiny("ablations", root)
     c = s["conditions"]["m1e11"]
     assert set(c["variants"]) == {"baseline", "dual_stream", "dual_shuffled", "velocity_only"}
     pairs = {(x["a"], x["b"]) for x in c["comparisons"]}
@@ -112,7 +100,7 @@ def test_ablations(root: Path) -> None:
 
 
 def test_domain_shift_tests_on_the_real_manga_galaxy(root: Path, real_maps_path: Path) -> None:
-    s = _run("domain_shift", root)
+    s = run_tiny("domain_shift", root)
     assert set(s["conditions"]) == {"m1e11_incl20-50", "m1e11_incl60-85", "m1e11_manga"}
     ev = sorted((root / "domain_shift" / "runs" / "baseline_s0" / "eval").glob("m1e11_manga-*.npz"))
     ids = set(np.load(ev[0])["source_id"].tolist())
@@ -122,7 +110,7 @@ def test_domain_shift_tests_on_the_real_manga_galaxy(root: Path, real_maps_path:
 
 
 def test_near_real(root: Path, real_maps_path: Path) -> None:
-    s = _run("near_real", root)
+    s = run_tiny("near_real", root)
     g = s["near_real"]["galaxies"]["7815-3702"]
     for v in ("baseline", "dual_stream"):
         for case in s["near_real"]["cases"]:
@@ -183,9 +171,9 @@ def test_evaluate_cli_scores_checkpoints_under_a_condition(root: Path, tmp_path:
 
 
 def test_control_and_its_ablations(tmp_path: Path) -> None:
-    s = _run("control", tmp_path)
+    s = run_tiny("control", tmp_path)
     assert set(s["conditions"]) == {"m1e8", "m1e9", "m1e10"}
-    a = _run("control_ablations", tmp_path)
+    a = run_tiny("control_ablations", tmp_path)
     c = a["conditions"]["m1e10"]
     assert set(c["variants"]) == {"baseline", "dual_stream", "dual_shuffled", "velocity_only"}
     # the control's own evaluations are re-used (same condition name and overrides), not re-rendered
@@ -206,7 +194,7 @@ def test_mask_leak(no_training: Path) -> None:
 
 
 def test_control_with_the_observed_mask(tmp_path: Path) -> None:
-    s = _run("control_observed_mask", tmp_path)
+    s = run_tiny("control_observed_mask", tmp_path)
     assert "noise.mask_from=observed" in s["common"]
     c = s["conditions"]["m1e10"]
     assert set(c["variants"]) == {"baseline", "dual_stream", "dual_shuffled"}
@@ -216,7 +204,7 @@ def test_control_with_the_observed_mask(tmp_path: Path) -> None:
 
 
 def test_hard_negatives(tmp_path: Path) -> None:
-    s = _run("hard_negatives", tmp_path)
+    s = run_tiny("hard_negatives", tmp_path)
     fp = s["false_positives"]
     assert fp["reference"] == "clean_m1e10"
     assert set(fp["conditions"]) == set(s["conditions"])
@@ -242,10 +230,10 @@ def test_a_finished_run_is_reused_only_with_the_config_it_was_trained_with(root:
         legacy = run_identity.run_identity(OmegaConf.load(rd / "resolved_config.yaml"))
         assert json.loads(json.dumps(legacy)) == recorded["identity"]
     before = {p: p.stat().st_mtime for p in (root / "headline" / "runs").glob("*/metrics.json")}
-    _run("headline", root, "stage=train")  # unchanged: nothing trained
+    run_tiny("headline", root, "stage=train")  # unchanged: nothing trained
     assert {p: p.stat().st_mtime for p in before} == before
     with pytest.raises(ConfigError, match=r"baseline_s0 was trained with other .*on_mismatch=rerun"):
-        _run("headline", root, "stage=train", "scale.epochs=2")
+        run_tiny("headline", root, "stage=train", "scale.epochs=2")
 
 
 def test_study_files_read_numbers_as_numbers() -> None:
@@ -255,76 +243,3 @@ def test_study_files_read_numbers_as_numbers() -> None:
 
     assert all(isinstance(m, float) for m in load_study("forecast")["forecast"]["mass_bins"])
     assert all(isinstance(m, float) for m in load_study("signal")["signal"]["mass_bins"])
-
-
-def test_forecast_study_tiny_sharded_resumed_and_its_report_section(tmp_path: Path) -> None:
-    """``study=forecast scale=tiny`` runs from the real study file (its per_scale settings); ``stage=evaluate
-    shard=k n_shards=n`` computes noise groups k, k + n, ... only and keeps each with its config hash,
-    ``stage=summarise`` reuses them; the report renders its section from the summary alone."""
-    from lensml.report import build_report
-
-    noise = "study.forecast.per_scale.tiny.noise"
-    assert _run_stage("forecast", tmp_path, "evaluate", f"{noise}=[nominal,low_snr]", "n_shards=2") is None
-    work = tmp_path / "forecast" / "forecast"
-    assert sorted(p.name for p in work.iterdir()) == ["nominal.json"]  # shard 0 of 2: low_snr is shard 1's
-    before = (work / "nominal.json").stat().st_mtime_ns
-    s = _run("forecast", tmp_path, "stage=summarise")
-    assert (work / "nominal.json").stat().st_mtime_ns == before  # reused, not recomputed
-    res = s["forecast"]["noise"]["nominal"]
-    assert res == json.loads((work / "nominal.json").read_text())["result"]
-    assert list(s["forecast"]["noise"]) == ["nominal"] and res["n_draws"] == 2
-    assert set(res["summary"]["results"]) == {"flux", "flux+velocity@10", "cube@4"}
-    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "forecast").read_text()
-    assert "The information ceiling" in readme and "M_min per data set" in readme
-    assert (tmp_path / "rep" / "figures" / "forecast_nominal.png").exists()
-
-
-def test_headline_resnet_streams_on_the_fly_and_reports_m50_and_learning_curves(tmp_path: Path) -> None:
-    """The v2 headline trains streaming runs without a training cache, summarises recall at 1/5/10 % FPR with
-    seed-folded intervals, M50 and the learning curve (samples seen, the final re-validation dropped), and the
-    report renders its section from the summary alone."""
-    from lensml.report import build_report
-
-    study = load_study("headline_resnet", "tiny")
-    job = train_jobs(study, tmp_path)[0]
-    ov = training_overrides(job, tmp_path)
-    assert "data=onthefly" in ov and not any(o.startswith("data.cache_dir") for o in ov)
-    s = _run("headline_resnet", tmp_path)
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
-    c = s["conditions"]["m1e10"]
-    assert {"recall_at_fpr1", "recall_at_fpr10"} <= set(c["variants"]["flux"]) and s["seeds_folded"]
-    assert set(s["sensitivity"]["variants"]["flux"]["m50"]) >= {"value", "ci", "frac_above_range"}
-    assert s["sensitivity"]["m50_comparisons"][0]["a"] == "flux"
-    run = s["runs"]["flux_s0"]
-    assert run["samples_seen_per_epoch"] == [48] and len(run["val_auc_per_epoch"]) == 1
-    fd = s["fit_detect"]["conditions"]["clean_m1e10"]  # fits of the CNNs' first 5 test samples, paired
-    assert fd["n"] == 5 and 0 < fd["n_pos"] < 5
-    assert set(fd["detectors"]) == {"fit:flux", "fit:flux_velocity", "cnn:flux", "cnn:flux_velocity"}
-    assert {(c["a"], c["b"]) for c in fd["comparisons"]} >= {("fit:flux", "fit:flux_velocity")}
-    assert len(list((tmp_path / "headline_resnet" / "fit_detect").rglob("0*.json"))) == 10
-    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
-    assert "Headline (v2)" in readme and "**M50**" in readme
-    assert "**Fit, then detect**" in readme and "**Three answers side by side**" in readme
-    assert (tmp_path / "rep" / "figures" / "headline_v2_learning_curves.png").exists()
-    # the v2 robustness study re-uses these runs (no training): every shift condition, paired flux vs flux+vel
-    rb = _run("robustness_resnet", tmp_path)
-    assert set(rb["runs"]) == {"flux_s0", "flux_velocity_s0"} and len(rb["conditions"]) == 9
-    assert rb["conditions"]["m1e11_manga"]["comparisons"][0]["b"] == "flux_velocity"
-    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
-    assert "Robustness (v2)" in readme and (tmp_path / "rep" / "figures" / "robustness_resnet.png").exists()
-
-
-def test_ablations_resnet_trains_five_channel_sets_and_reports_what_each_tells(tmp_path: Path) -> None:
-    """The v2 ablations train one network per channel set (the mask alone included) on the same budget,
-    compare them on identical test sets, and the report reads each comparison from its interval."""
-    from lensml.report import build_report
-    from lensml.reporting.ablations_v2 import VARIANTS
-
-    s = _run("ablations_resnet", tmp_path)
-    assert set(s["runs"]) == {f"{v}_s0" for v in VARIANTS}
-    c = s["conditions"]["m1e11"]
-    assert set(c["variants"]) == set(VARIANTS)
-    assert {(x["a"], x["b"]) for x in c["comparisons"]} >= {("flux_velocity", "shuffled_velocity"),
-                                                             ("flux", "mask_only")}
-    readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
-    assert "Ablations (v2)" in readme and "**Reading**" in readme and "the mask alone" in readme

@@ -16,8 +16,8 @@ def test_study_order_reproduces_v1_then_the_later_studies() -> None:
     assert registry.studies() == (
         "signal", "control", "control_ablations", "mask_leak", "control_observed_mask", "headline",
         "sensitivity", "instrument_shift", "velocity_degradation", "ablations", "domain_shift", "near_real",
-        "headline_resnet", "headline_resnet_long", "robustness_resnet", "ablations_resnet", "hard_negatives",
-        "forecast",
+        "headline_resnet", "headline_resnet_long", "robustness_resnet", "ablations_resnet",
+        "near_real_resnet", "hard_negatives", "forecast",
     )  # fmt: skip
     assert registry.trained_studies() == (
         "headline", "ablations", "domain_shift", "control", "control_ablations", "control_observed_mask",
