@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lensml.analysis.forecast_section import results_by_noise
 from lensml.analysis.markdown import fmt_ci
 from lensml.reporting.core import Report
 from lensml.reporting.headline_v2 import fmt_m50, fmt_mass, lowest_centre
@@ -15,6 +16,7 @@ from lensml.reporting.tables import pair, verdict
 
 Summaries = Mapping[str, Mapping[str, Any]]
 FLUX, FV = "flux", "flux_velocity"
+ABLATED = ("velocity_only", "mask_only", FLUX)  # ablations_resnet variants whose AUC the answer quotes
 
 
 def _by_verdict(conds: Mapping[str, Any], names: list[str], a: str, b: str) -> dict[str, list[str]]:
@@ -73,13 +75,30 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     out["fit_m50"] = fd.get("m50") or {}
     out["fit_m50_top"] = (fd.get("m50_edges_log10") or [None])[-1]
     out["fit_m50_bottom"] = lowest_centre(fd.get("m50_edges_log10"))
-    fc = (s.get("forecast") or {}).get("forecast")
-    if fc:
-        res = next(iter(fc["noise"].values()))["summary"]["results"]
-        out["ceiling"] = {ds: (r.get("macro_source") or {}).get("m_min_msun") for ds, r in res.items()}
+    out["ceiling"] = {
+        noise: {ds: (r.get("macro_source") or {}).get("m_min_msun") for ds, r in res.items()}
+        for noise, res in results_by_noise(s).items()
+    }
     rb = s.get("robustness_resnet")
     if rb:
         out["robustness"] = _by_verdict(rb["conditions"], list(rb["conditions"]), FLUX, FV)
+    long = s.get("headline_resnet_long")
+    if long:
+        lbins = [c for c in bins if c in long["conditions"]]
+        out["long"] = {
+            "samples": long["scale"]["n_train"] * long["scale"]["epochs"],
+            "verdicts": _by_verdict(long["conditions"], lbins, FLUX, FV),
+            "best": {v: max(((long["conditions"][c]["variants"][v]["auc"], c) for c in lbins),
+                            key=lambda x: x[0]["value"]) for v in (FLUX, FV)
+                     if lbins and all(v in long["conditions"][c]["variants"] for c in lbins)},
+        }
+    ab = s.get("ablations_resnet")
+    if ab:
+        out["ablations"] = {
+            cname: {"shuffled": pair(c, FV, "shuffled_velocity"),
+                    **{v: (c["variants"].get(v) or {}).get("auc") for v in ABLATED}}
+            for cname, c in ab["conditions"].items()
+        }
     return out
 
 
@@ -122,20 +141,41 @@ def render(r: Report) -> None:
                 for k, m in a["fit_m50"].items()
             )
             lines.append(f"  Its M50 on sources it can describe: {m50}.")
-    ceil = a.get("ceiling") or {}
-    if ceil.get("flux"):
+    groups = []
+    for noise, ceil in (a.get("ceiling") or {}).items():
+        if not ceil.get("flux"):
+            continue
         ratios = ", ".join(
             f"{ds.split('@')[-1]} km/s x{ceil['flux'] / m:.2f}"
             for ds, m in ceil.items()
             if ds.startswith("flux+velocity@") and m
         )
+        groups.append(f"{noise} noise: flux alone {fmt_mass(ceil['flux'])} M_sun, lowered by {ratios}")
+    if groups:
         lines.append(
-            f"- **Ceiling** (forecast, macro lens + source marginalised): flux alone reaches 5 sigma at "
-            f"{fmt_mass(ceil['flux'])} M_sun; the velocity map lowers that by {ratios} (velocity floor)."
+            "- **Ceiling** (forecast, macro lens + source marginalised; M_min at 5 sigma, and the factor by "
+            "which the velocity map lowers it at each velocity floor): " + "; ".join(groups) + "."
         )
     if a.get("robustness"):
         lines.append(
             f"- **Under shifts** (PSF, S/N, velocity floor and grid, MaNGA source; 1e11 bin): "
             f"{_verdict_line(a['robustness'])}."
         )
+    if a.get("long"):
+        lg = a["long"]
+        best = "; ".join(f"{v} {fmt_ci(m)} at `{c}`" for v, (m, c) in lg["best"].items())
+        lines.append(
+            f"- **Trained longer** ({lg['samples'] / 1e6:.2f}M samples per run, one seed): best AUC {best}. "
+            f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}."
+        )
+    if a.get("ablations"):
+        parts = []
+        for cname, e in a["ablations"].items():
+            sh = e.get("shuffled")
+            bits = [f"shuffled − paired velocity ΔAUC {fmt_ci(sh['auc'], True)}" if sh else None,
+                    f"velocity alone AUC {fmt_ci(e['velocity_only'])}" if e.get("velocity_only") else None,
+                    f"mask alone {fmt_ci(e['mask_only'])}" if e.get("mask_only") else None,
+                    f"flux {fmt_ci(e[FLUX])}" if e.get(FLUX) else None]
+            parts.append(f"`{cname}`: " + ", ".join(b for b in bits if b))
+        lines.append("- **Ablations** (same network and budget): " + "; ".join(parts) + ".")
     r.add("\n".join(lines) + "\n")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lensml.analysis import plots
+from lensml.analysis.forecast_section import nominal_results
 from lensml.analysis.markdown import fmt_ci, md_table
 from lensml.reporting.core import Report
 from lensml.reporting.tables import above, fmt_seeds, pair, verdict
@@ -191,11 +192,10 @@ def render_answers(r: Report, h: Mapping[str, Any]) -> None:
     """Three answers side by side: CNN M50, fit-then-detect M50 and the forecast's M_min, per data set."""
     sens = h.get("sensitivity") or {}
     fd_m50 = (h.get("fit_detect") or {}).get("m50") or {}
-    fc = (r.s.get("forecast") or {}).get("forecast")
     if not any("m50" in v for v in sens.get("variants", {}).values()):
         return
     top = sens["variants"][next(iter(sens["variants"]))]["vs_mass"]["edges"][-1]
-    res = next(iter(fc["noise"].values()))["summary"]["results"] if fc else {}
+    res = nominal_results(r.s)
     fit_top = ((h.get("fit_detect") or {}).get("m50_edges_log10") or [top])[-1]
     fit_bottom = lowest_centre((h.get("fit_detect") or {}).get("m50_edges_log10"))
     rows = []

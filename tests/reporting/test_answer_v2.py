@@ -25,9 +25,20 @@ def _summaries() -> dict:
     fc = {"forecast": {"noise": {"nominal": {"summary": {"results": {
         "flux": {"macro_source": {"m_min_msun": 1.0e10}},
         "flux+velocity@10": {"macro_source": {"m_min_msun": 8.0e9}}}}}}}}  # fmt: skip
+    fc["forecast"]["noise"]["low_snr"] = {"summary": {"results": {
+        "flux": {"macro_source": {"m_min_msun": 3.0e10}},
+        "flux+velocity@10": {"macro_source": {"m_min_msun": 2.0e10}}}}}  # fmt: skip
     rb = {"conditions": {"m1e11": _cond(0.7, 0.75, (0.05, 0.02, 0.08)),
                          "m1e11_psf0.2": _cond(0.6, 0.55, (-0.05, -0.08, -0.02))}}  # fmt: skip
-    return {"headline_resnet": h, "forecast": fc, "robustness_resnet": rb}
+    long = {"conditions": {"m1e9": _cond(0.50, 0.50, (0.0, -0.02, 0.02)),
+                           "m1e11": _cond(0.80, 0.79, (-0.01, -0.03, 0.01))},
+            "scale": {"n_train": 65536, "epochs": 16}}  # fmt: skip
+    ab = {"conditions": {"m1e11": {"variants": {"flux": {"auc": _m(0.7, 0.68, 0.72)},
+                                                "mask_only": {"auc": _m(0.52, 0.50, 0.54)}},
+                                   "comparisons": [{"a": "flux_velocity", "b": "shuffled_velocity",
+                                                    "auc": _m(0.0, -0.02, 0.02)}]}}}  # fmt: skip
+    return {"headline_resnet": h, "forecast": fc, "robustness_resnet": rb, "headline_resnet_long": long,
+            "ablations_resnet": ab}
 
 
 def test_answer_takes_each_verdict_from_its_interval() -> None:
@@ -35,7 +46,13 @@ def test_answer_takes_each_verdict_from_its_interval() -> None:
     assert a["cnn_verdicts"] == {"no significant difference": ["m1e9"], "better (interval > 0)": ["m1e11"]}
     assert a["cnn_best"]["flux_velocity"]["condition"] == "m1e11"
     assert a["robustness"]["worse (interval < 0)"] == ["m1e11_psf0.2"]
-    assert a["ceiling"] == {"flux": 1.0e10, "flux+velocity@10": 8.0e9}
+    assert a["ceiling"]["nominal"] == {"flux": 1.0e10, "flux+velocity@10": 8.0e9}
+    assert list(a["ceiling"]) == ["nominal", "low_snr"]
+    assert a["long"]["samples"] == 65536 * 16 and a["long"]["verdicts"] == {
+        "no significant difference": ["m1e9", "m1e11"]}
+    assert a["long"]["best"]["flux"][1] == "m1e11"
+    assert a["ablations"]["m1e11"]["shuffled"]["auc"]["ci"] == [-0.02, 0.02]
+    assert a["ablations"]["m1e11"]["velocity_only"] is None
     assert answer({"forecast": _summaries()["forecast"]}) is None
 
 
@@ -44,4 +61,7 @@ def test_render_writes_the_answer_with_the_ceiling_ratio(tmp_path: Path) -> None
     render(r)
     text = "".join(r.md)
     assert "## The answer so far (v2)" in text and "10 km/s x1.25" in text
+    assert "low_snr noise: flux alone 3e10 M_sun, lowered by 10 km/s x1.50" in text
+    assert "**Trained longer** (1.05M samples per run, one seed)" in text
+    assert "shuffled − paired velocity ΔAUC" in text and "mask alone 0.520 [0.500, 0.540]" in text
     assert "better (interval > 0): `m1e11`" in text and "`m1e11_psf0.2`" in text
