@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lensml.reporting.ablations_v2 import _alone_reading, _pairing_reading
+from lensml.reporting.ablations_v2 import _alone_reading, _mask_vs_flux, _pairing_reading
 
 
 def _cond(delta_ci: tuple[float, float], mask_ci: tuple[float, float]) -> dict:
@@ -21,3 +21,13 @@ def test_an_input_alone_is_above_chance_only_when_its_interval_is() -> None:
     assert "at chance" in _alone_reading(_cond((0, 0), (0.48, 0.56)), "mask_only", "the mask")
     assert "above chance" in _alone_reading(_cond((0, 0), (0.52, 0.6)), "mask_only", "the mask")
     assert _alone_reading(_cond((0, 0), (0.5, 0.6)), "velocity_only", "the velocity map") is None
+
+
+def test_the_mask_against_the_flux_reads_a_learning_limit_not_a_leak() -> None:
+    def cond(ci: tuple[float, float]) -> dict:
+        return {"comparisons": [{"a": "flux", "b": "mask_only", "auc": {"value": sum(ci) / 2, "ci": ci}}]}
+
+    assert "learning limit" in _mask_vs_flux(cond((0.01, 0.03)))
+    assert "more than its outline" in _mask_vs_flux(cond((-0.03, -0.01)))
+    assert "as much as" in _mask_vs_flux(cond((-0.01, 0.02)))
+    assert _mask_vs_flux({"comparisons": []}) is None
