@@ -77,7 +77,7 @@ def render(r: Report) -> None:
               "S/N alone (`tests/sim/test_simulator.py::test_returned_mask_is_the_velocity_support`), and "
               "the peak S/N is drawn independently of the label, so the mask holds no information about the "
               "subhalo that the flux lacks: a mask-only detector above chance reads the arc's outline, and "
-              "one above the flux-only detector shows how far the flux network is from using its input; neither "
-              "is a leak.\n")
+              "one above the flux-only detector shows how far the flux network is from using its input; "
+              "neither is a leak.\n")
         r.add("\n".join(lines) + "\n")
     r.fig("ablations_resnet.png", plots.metric_vs_condition(conds, list(conds)), "ablations_resnet")
