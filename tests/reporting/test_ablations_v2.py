@@ -12,8 +12,8 @@ def _cond(delta_ci: tuple[float, float], mask_ci: tuple[float, float]) -> dict:
 
 def test_pairing_reading_follows_the_interval() -> None:
     assert "adds nothing" in _pairing_reading(_cond((-0.01, 0.02), (0.4, 0.6)))
-    assert "shuffled model is worse" in _pairing_reading(_cond((-0.05, -0.01), (0.4, 0.6)))
-    assert "shuffled model is better" in _pairing_reading(_cond((0.01, 0.05), (0.4, 0.6)))
+    assert "it uses what its own velocity map tells" in _pairing_reading(_cond((-0.05, -0.01), (0.4, 0.6)))
+    assert "costs it" in _pairing_reading(_cond((0.01, 0.05), (0.4, 0.6)))
     assert _pairing_reading({"comparisons": [], "variants": {}}) is None
 
 
