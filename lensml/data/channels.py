@@ -11,6 +11,7 @@ Conventions (stated once, here):
   ``velocity``                       1   velocity only
   ``mask``                           1   the validity mask only (ablation: what the mask's outline alone
                                          tells; with ``noise.mask_from=observed`` it is a thresholded image)
+  ``flux_mask``                      2   flux, mask (the outline made explicit beside the image)
   ``flux_velocity``                  2   flux, velocity of the same sample (the physical pairing)
   ``flux_shuffled_velocity``         2   flux of sample i, velocity of sample ``perm(i)`` of the same
                                          split: the ablation that destroys the flux-velocity pairing
@@ -26,7 +27,7 @@ Conventions (stated once, here):
   =================================  ==  ===========================================================
 
   The seed's four modes are ``flux``, ``velocity``, ``flux_velocity``, ``flux_shuffled_velocity``, unchanged.
-  Names: ``flux``, ``mask`` or ``[flux_[shuffled_]]velocity[_mask|_weight]``.
+  Names: ``flux``, ``mask``, ``flux_mask`` or ``[flux_[shuffled_]]velocity[_mask|_weight]``.
 
 - ``mask`` is the sample's validity mask as 0/1 float32: it tells "masked" (0) apart from a measured velocity
   of 0 km/s (1). ``weight`` is the per-pixel inverse variance of the velocity in units of a fixed reference
@@ -76,6 +77,7 @@ CHANNEL_LAYOUTS: dict[str, ChannelLayout] = {
     "flux": ChannelLayout(("flux",)),
     "velocity": ChannelLayout(("velocity",)),
     "mask": ChannelLayout(("mask",)),
+    "flux_mask": ChannelLayout(("flux", "mask")),
     "flux_velocity": ChannelLayout(("flux", "velocity")),
     "flux_shuffled_velocity": ChannelLayout(("flux", "velocity"), shuffled=True),
     "velocity_mask": ChannelLayout(("velocity", "mask")),

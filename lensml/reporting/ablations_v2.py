@@ -11,7 +11,9 @@ from lensml.analysis.markdown import fmt_ci
 from lensml.reporting.core import Report
 from lensml.reporting.tables import detects, pair, paired_table, variants_table
 
-VARIANTS = ("flux", "flux_velocity", "shuffled_velocity", "velocity_only", "mask_only")
+VARIANTS = (
+    "flux", "flux_velocity", "shuffled_velocity", "velocity_only", "mask_only", "flux_snr", "flux_mask",
+)
 
 
 def _pairing_reading(c: Mapping[str, Any]) -> str | None:

@@ -86,6 +86,9 @@ def test_mask_mode_is_the_validity_mask_alone():
     x = stack_sample("mask", {"mask": s["mask"]}, InputNorm())
     assert x.shape == (3, 1, 8, 8) and n_channels("mask") == 1 and required_keys("mask") == ("mask",)
     np.testing.assert_array_equal(x[:, 0], s["mask"].astype(np.float32))
+    both = stack_sample("flux_mask", s, InputNorm())  # flux first, then the same mask
+    np.testing.assert_array_equal(both[:, 1], x[:, 0])
+    np.testing.assert_array_equal(both[:, 0], stack_sample("flux", s, InputNorm())[:, 0])
 
 
 @pytest.mark.parametrize("mode", list(CHANNEL_MODES))
@@ -105,7 +108,7 @@ def test_every_mode_stacks_its_channels_in_order(mode):
     if "mask" in chans:  # the mask channel is the sample's mask, exactly
         assert np.array_equal(x[:, chans.index("mask")] == 1.0, s["mask"])
     if chans[0] == "flux":
-        assert len(chans) == 1 or chans[1] == "velocity"  # flux first, then the velocity side
+        assert len(chans) == 1 or chans[1] in ("velocity", "mask")  # flux first, then the velocity side
 
 
 def test_weight_is_zero_outside_the_mask_and_decreases_with_sigma_v():
