@@ -36,6 +36,7 @@ from lensml.inference.forecast_draw import (
     smooth_model,
 )
 from lensml.inference.summary import figure, markdown, summarise
+from lensml.jit import source_digest
 
 log = logging.getLogger(__name__)
 
@@ -291,19 +292,30 @@ def with_scale(spec: Mapping[str, Any], scale: str) -> dict[str, Any]:
     return out
 
 
+def code_digest() -> str:
+    """A hash of the code a forecast result depends on (``lensml/forecast.py``, ``lensml/inference``,
+    ``lensml/sim``, ``lensml/sources``, ``lensml/numerics``): a kept result of other code is not reused."""
+    root = Path(__file__).parent
+    files = [root / "forecast.py"]
+    for sub in ("inference", "sim", "sources", "numerics"):
+        files += sorted((root / sub).rglob("*.py"))
+    return source_digest(tuple(files))
+
+
 def _cached_result(cfg: DictConfig, path: Path | None, compute: bool) -> dict[str, Any] | None:
-    """The forecast of ``cfg``: from ``path`` when it holds one for the same config (hash), else computed when
-    ``compute`` (and written to ``path`` atomically), else None. A file for another config is recomputed."""
-    key = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    """The forecast of ``cfg``: from ``path`` when it holds one for the same config and code (hash), else
+    computed when ``compute`` (and written to ``path`` atomically), else None."""
+    key = config_hash({"config": OmegaConf.to_container(cfg, resolve=True), "code": code_digest()})
     if path is not None and path.exists():
         try:
             cached = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             cached = {}
         if cached.get("config_hash") == key:
-            log.info("forecast: %s reused (same config)", path)
+            log.info("forecast: %s reused (same config and code)", path)
             return cached["result"]
-        log.warning("forecast: %s was computed for another config; recomputing it", path)
+        log.warning("forecast: %s was computed for another config or code%s", path,
+                    "; recomputing it" if compute else "; not used")
     if not compute:
         return None
     result = run_forecast(cfg)
@@ -326,15 +338,17 @@ def run_study(
     overrides, of which the physics groups' are applied. Returns per noise group: summary, checks, timing.
 
     Resumable and shardable by noise group: with ``work_dir`` each group's result is kept in
-    ``work_dir/<noise>.json`` with its config hash and reused; with ``summarise=False`` only the groups
-    ``k % n_shards == shard`` are computed (and kept) and None is returned; with ``summarise`` the missing
-    ones are computed and the summary block returned.
+    ``work_dir/<noise>.json`` with its config and code hash and reused; with ``summarise=False`` only the
+    groups ``k % n_shards == shard`` are computed (and kept) and None is returned; with ``summarise`` the kept
+    groups are read and the summary block returned; a group not kept is computed here only without
+    ``work_dir`` (else ``ConfigError`` naming it: run its shard, ``stage=evaluate``, first).
     """
     tiny = scale == "tiny"
     spec = with_scale(spec, scale)
     n = int(spec.get("n_tiny" if tiny else "n", 4 if tiny else 256))
     keep = [o for o in common if o.lstrip("+~").split(".")[0].split("=")[0] in PHYSICS_PREFIXES]
     out: dict[str, Any] = {"version": 1, "n_per_bin": n, "noise": {}}
+    missing: list[str] = []
     for k, noise in enumerate(spec.get("noise", ["nominal"])):
         cfg = compose_forecast_config([*keep, f"noise={noise}"])
         for key, value in spec.items():
@@ -348,9 +362,16 @@ def run_study(
                 cfg, "forecast.unknown_position.n_draws", min(int(cfg.forecast.unknown_position.n_draws), 1)
             )
         path = None if work_dir is None else Path(work_dir) / f"{noise}.json"
-        result = _cached_result(cfg, path, compute=summarise or k % n_shards == shard)
+        result = _cached_result(cfg, path, compute=path is None or (not summarise and k % n_shards == shard))
         if result is not None:
             out["noise"][noise] = result
+        elif summarise:
+            missing.append(noise)
+    if missing:
+        raise ConfigError(
+            f"forecast noise group(s) {missing} not computed for this config and code in {work_dir}; run "
+            "stage=evaluate (with its shard=k n_shards=n) first, or stage=all"
+        )
     return out if summarise else None
 
 

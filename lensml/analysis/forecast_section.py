@@ -17,13 +17,14 @@ def results_by_noise(summaries: Mapping[str, Any]) -> dict[str, Mapping[str, Any
     """noise group -> the forecast's per-data-set results (``summary.results``: data set -> marginalisation
     -> M_min ...) of the ``forecast`` summary in ``summaries``, in study order; empty without it."""
     fc = (summaries.get("forecast") or {}).get("forecast") or {}
-    return {noise: res["summary"]["results"] for noise, res in (fc.get("noise") or {}).items()}
+    return {noise: (res.get("summary") or {}).get("results") or {}
+            for noise, res in (fc.get("noise") or {}).items()}
 
 
 def nominal_results(summaries: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The results of the ``nominal`` noise group (the first group when there is none); empty without one."""
-    by = results_by_noise(summaries)
-    return by.get("nominal") or next(iter(by.values()), {})
+    """The results of the ``nominal`` noise group (what the headline CNNs were trained and tested at); empty
+    without one."""
+    return results_by_noise(summaries).get("nominal") or {}
 
 
 def _mass(r: Mapping[str, Any]) -> str:

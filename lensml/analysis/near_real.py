@@ -25,7 +25,7 @@ import torch
 
 from lensml.analysis.scoring import Run, compose_train_config, load_net
 from lensml.atomic_io import save_npz
-from lensml.data.channels import InputNorm, stack_channels
+from lensml.data.channels import InputNorm, layout, stack_channels
 from lensml.paths import shared_manga_dir
 
 log = logging.getLogger(__name__)
@@ -246,8 +246,10 @@ def run_near_real(
                         occ_masses is None or any(c.endswith(f"_{m:.0e}") for m in occ_masses)
                     ):
                         sets = {"all": list(range(x.shape[1]))}
-                        if x.shape[1] >= 2 and mode.startswith("flux_"):  # flux first, velocity side after
-                            sets.update(flux=[0], velocity=list(range(1, x.shape[1])))
+                        chans = layout(mode).channels
+                        if x.shape[1] >= 2 and chans[0] == "flux":  # flux first, the rest after
+                            sets.update(flux=[0], **{"velocity" if "velocity" in chans else chans[1]:
+                                                     list(range(1, x.shape[1]))})
                         for tag, chans in sets.items():
                             occ.setdefault(f"{c}__{tag}", []).append(
                                 occlusion(net, x[:n_occ], patch, stride, chans)

@@ -29,6 +29,15 @@ def _by_verdict(conds: Mapping[str, Any], names: list[str], a: str, b: str) -> d
     return out
 
 
+def _overlaps(r: Mapping[str, Any] | None, flux: Mapping[str, Any] | None) -> bool:
+    """True if the M_min intervals (macro lens + source marginalised) of a data set and of flux overlap."""
+    a = ((r or {}).get("macro_source") or {}).get("m_min_ci95") or [None, None]
+    b = ((flux or {}).get("macro_source") or {}).get("m_min_ci95") or [None, None]
+    if None in (*a, *b):
+        return True
+    return not (a[1] < b[0] or b[1] < a[0])
+
+
 def answer(s: Summaries) -> dict[str, Any] | None:
     """The answer's data: the CNNs' per-bin verdicts, best AUC and M50s; the fit's per-condition AUCs and
     verdicts; the forecast's M_min per data set; the robustness verdicts. None without ``headline_resnet``."""
@@ -79,6 +88,14 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         noise: {ds: (r.get("macro_source") or {}).get("m_min_msun") for ds, r in res.items()}
         for noise, res in results_by_noise(s).items()
     }
+    out["ceiling_overlap"] = {  # the data sets whose M_min interval overlaps flux's (not significant)
+        noise: [ds for ds, r in res.items() if ds != "flux" and _overlaps(r, res.get("flux"))]
+        for noise, res in results_by_noise(s).items()
+    }
+    out["ceiling_note"] = {
+        noise: ((res.get("flux") or {}).get("macro_source") or {}).get("m_min_note")
+        for noise, res in results_by_noise(s).items()
+    }
     rb = s.get("robustness_resnet")
     if rb:
         out["robustness"] = _by_verdict(rb["conditions"], list(rb["conditions"]), FLUX, FV)
@@ -87,6 +104,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         lbins = [c for c in bins if c in long["conditions"]]
         out["long"] = {
             "samples": long["scale"]["n_train"] * long["scale"]["epochs"],
+            "seeds": len(long["scale"].get("seeds") or []),
             "verdicts": _by_verdict(long["conditions"], lbins, FLUX, FV),
             "best": {v: max(((long["conditions"][c]["variants"][v]["auc"], c) for c in lbins),
                             key=lambda x: x[0]["value"]) for v in (FLUX, FV)
@@ -95,7 +113,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     ab = s.get("ablations_resnet")
     if ab:
         out["ablations"] = {
-            cname: {"shuffled": pair(c, FV, "shuffled_velocity"),
+            cname: {"shuffled": pair(c, FV, "shuffled_velocity"), "velocity": pair(c, FLUX, FV),
                     **{v: (c["variants"].get(v) or {}).get("auc") for v in ABLATED}}
             for cname, c in ab["conditions"].items()
         }
@@ -144,9 +162,12 @@ def render(r: Report) -> None:
     groups = []
     for noise, ceil in (a.get("ceiling") or {}).items():
         if not ceil.get("flux"):
+            note = a["ceiling_note"].get(noise) or "not reached in the mass bins"
+            groups.append(f"{noise} noise: flux alone {note}")
             continue
+        overlap = a["ceiling_overlap"].get(noise, [])
         ratios = ", ".join(
-            f"{ds.split('@')[-1]} km/s x{ceil['flux'] / m:.2f}"
+            f"{ds.split('@')[-1]} km/s x{ceil['flux'] / m:.2f}" + (" (n.s.)" if ds in overlap else "")
             for ds, m in ceil.items()
             if ds.startswith("flux+velocity@") and m
         )
@@ -154,7 +175,8 @@ def render(r: Report) -> None:
     if groups:
         lines.append(
             "- **Ceiling** (forecast, macro lens + source marginalised; M_min at 5 sigma, and the factor by "
-            "which the velocity map lowers it at each velocity floor): " + "; ".join(groups) + "."
+            "which the velocity map lowers it at each velocity floor; n.s.: the M_min intervals overlap): "
+            + "; ".join(groups) + "."
         )
     if a.get("robustness"):
         lines.append(
@@ -165,14 +187,19 @@ def render(r: Report) -> None:
         lg = a["long"]
         best = "; ".join(f"{v} {fmt_ci(m)} at `{c}`" for v, (m, c) in lg["best"].items())
         lines.append(
-            f"- **Trained longer** ({lg['samples'] / 1e6:.2f}M samples per run, one seed): best AUC {best}. "
+            f"- **Trained longer** ({lg['samples'] / 1e6:.2f}M samples per run, {lg['seeds']} seed"
+            f"{'s' if lg['seeds'] != 1 else ''}): best AUC {best}. "
             f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}."
         )
     if a.get("ablations"):
         parts = []
         for cname, e in a["ablations"].items():
             sh = e.get("shuffled")
-            bits = [f"shuffled − paired velocity ΔAUC {fmt_ci(sh['auc'], True)}" if sh else None,
+            dv = e.get("velocity")
+            dtxt = (f"flux + velocity − flux ΔAUC {fmt_ci(dv['auc'], True)} ({verdict(dv['auc'])})"
+                    if dv else None)
+            bits = [dtxt,
+                    f"shuffled − paired velocity ΔAUC {fmt_ci(sh['auc'], True)}" if sh else None,
                     f"velocity alone AUC {fmt_ci(e['velocity_only'])}" if e.get("velocity_only") else None,
                     f"mask alone {fmt_ci(e['mask_only'])}" if e.get("mask_only") else None,
                     f"flux {fmt_ci(e[FLUX])}" if e.get(FLUX) else None]

@@ -81,13 +81,12 @@ def render_long(r: Report) -> None:
     _render_bins(r, h)
     base = r.s.get(STUDY)
     if base:
+        variants = list(dict.fromkeys(v for c in h["conditions"].values() for v in c["variants"]))
         rows = []
         for cname, c in h["conditions"].items():
             b = base["conditions"].get(cname)
             if b:
-                auc = [(b["variants"][v]["auc"], c["variants"][v]["auc"]) for v in c["variants"]]
-                rows.append([f"`{cname}`", *(f"{fmt_ci(x)} → {fmt_ci(y)}" for x, y in auc)])
-        variants = list(next(iter(h["conditions"].values()))["variants"])
+                rows.append([f"`{cname}`", *(_before_after(b, c, v) for v in variants)])
         base_n = base["scale"]["n_train"] * base["scale"]["epochs"]
         r.add(f"AUC after {base_n / 1e3:.0f}k samples (`{STUDY}`, {len(base['scale']['seeds'])} seeds) → "
               f"after {samples / 1e6:.2f}M ({len(h['scale']['seeds'])} seed), on identical test samples:\n\n"
@@ -96,6 +95,13 @@ def render_long(r: Report) -> None:
     runs = {**(base or {}).get("runs", {}), **{f"long:{k}": v for k, v in h["runs"].items()}}
     r.fig("headline_long_learning_curves.png", plots.learning_curves(runs),
           "validation AUC vs training samples seen: the headline's seeds and the longer runs")
+
+
+def _before_after(before: Mapping[str, Any], after: Mapping[str, Any], variant: str) -> str:
+    """``AUC before → AUC after`` of one variant in one test bin ("–" where either lacks it)."""
+    if variant not in before["variants"] or variant not in after["variants"]:
+        return "–"
+    return f"{fmt_ci(before['variants'][variant]['auc'])} → {fmt_ci(after['variants'][variant]['auc'])}"
 
 
 def _render_bins(r: Report, h: Mapping[str, Any]) -> None:
@@ -120,8 +126,9 @@ def _render_bins(r: Report, h: Mapping[str, Any]) -> None:
               "resamples):\n\n" + md_table(header, rows) + "\n")
         seed_rows = [[f"`{cname}`", fmt_seeds(c["variants"][a]["auc"]), fmt_seeds(c["variants"][b]["auc"])]
                      for cname, c in h["conditions"].items() if a in c["variants"] and b in c["variants"]]
-        r.add("Per-seed AUC (the seed spread):\n\n"
-              + md_table(["test bin", f"{a} seeds", f"{b} seeds"], seed_rows) + "\n")
+        if len(h["scale"].get("seeds") or []) > 1:
+            r.add("Per-seed AUC (the seed spread):\n\n"
+                  + md_table(["test bin", f"{a} seeds", f"{b} seeds"], seed_rows) + "\n")
     null = h.get("null_condition")
     if null:
         variants = list(next(iter(h["conditions"].values()))["variants"])

@@ -22,14 +22,17 @@ def response(g: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
 
 
 def render(r: Report) -> None:
+    """v1's section (study ``near_real``: the seed CNNs of ``headline``)."""
     _render(r, "near_real", "Study 6 — near-real MaNGA cases")
 
 
 def render_v2(r: Report) -> None:
+    """v2's section (study ``near_real_resnet``: the residual nets of ``headline_resnet_long``)."""
     _render(r, "near_real_resnet", "Near-real (v2): the real MaNGA galaxy behind a lens, the v2 detectors")
 
 
 def _render(r: Report, key: str, title: str) -> None:
+    """The section of study ``key``: P(subhalo) per case and model, and the occlusion figure per galaxy."""
     s = r.s.get(key)
     if not s:
         return

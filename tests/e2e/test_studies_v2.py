@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from study_runs import run_stage, run_tiny
 
+from lensml.errors import ConfigError
 from lensml.study import train_jobs, training_overrides
 from lensml.study_config import load_study
 
@@ -24,6 +26,8 @@ def test_forecast_study_tiny_sharded_resumed_and_its_report_section(tmp_path: Pa
     work = tmp_path / "forecast" / "forecast"
     assert sorted(p.name for p in work.iterdir()) == ["nominal.json"]  # shard 0 of 2: low_snr is shard 1's
     before = (work / "nominal.json").stat().st_mtime_ns
+    with pytest.raises(ConfigError, match=r"\['low_snr'\] not computed .* run stage=evaluate"):
+        run_stage("forecast", tmp_path, "summarise", f"{noise}=[nominal,low_snr]")  # shard 1 has not run
     s = run_tiny("forecast", tmp_path, "stage=summarise")
     assert (work / "nominal.json").stat().st_mtime_ns == before  # reused, not recomputed
     res = s["forecast"]["noise"]["nominal"]
@@ -80,8 +84,8 @@ def test_headline_resnet_streams_on_the_fly_and_reports_m50_and_learning_curves(
     assert (tmp_path / "rep" / "figures" / "near_real_resnet_7815-3702.png").exists()
 
 
-def test_ablations_resnet_trains_five_channel_sets_and_reports_what_each_tells(tmp_path: Path) -> None:
-    """The v2 ablations train one network per channel set (the mask alone included) on the same budget,
+def test_ablations_resnet_trains_every_input_variant_and_reports_what_each_tells(tmp_path: Path) -> None:
+    """The v2 ablations train one network per input variant (the mask alone included) on the same budget,
     compare them on identical test sets, and the report reads each comparison from its interval."""
     from lensml.report import build_report
     from lensml.reporting.ablations_v2 import VARIANTS

@@ -1,33 +1,48 @@
-"""The v2 ablations' readings follow the intervals: shuffled vs paired velocity, an input alone vs chance."""
+"""The v2 ablations' readings follow the intervals: each paired comparison, one seed against the headline's
+seed spread, an input alone against chance."""
 
 from __future__ import annotations
 
-from lensml.reporting.ablations_v2 import _alone_reading, _mask_vs_flux, _pairing_reading
+from lensml.reporting.ablations_v2 import READINGS, alone_reading, paired_reading, seed_spread
+
+PAIRING = READINGS[1]  # flux_velocity -> shuffled_velocity
+MASK = READINGS[2]  # flux -> mask_only
 
 
-def _cond(delta_ci: tuple[float, float], mask_ci: tuple[float, float]) -> dict:
-    comp = {"a": "flux_velocity", "b": "shuffled_velocity", "auc": {"value": 0.0, "ci": delta_ci}}
-    return {"comparisons": [comp], "variants": {"mask_only": {"auc": {"value": 0.5, "ci": mask_ci}}}}
+def _cond(a: str, b: str, value: float, ci: tuple[float, float]) -> dict:
+    return {"comparisons": [{"a": a, "b": b, "auc": {"value": value, "ci": ci}}], "variants": {}}
 
 
-def test_pairing_reading_follows_the_interval() -> None:
-    assert "adds nothing" in _pairing_reading(_cond((-0.01, 0.02), (0.4, 0.6)))
-    assert "it uses what its own velocity map tells" in _pairing_reading(_cond((-0.05, -0.01), (0.4, 0.6)))
-    assert "costs it" in _pairing_reading(_cond((0.01, 0.05), (0.4, 0.6)))
-    assert _pairing_reading({"comparisons": [], "variants": {}}) is None
+def test_a_paired_reading_follows_its_interval() -> None:
+    assert "no significant difference" in paired_reading(
+        _cond("flux_velocity", "shuffled_velocity", 0.005, (-0.01, 0.02)), PAIRING, False, None)
+    assert "uses what its own velocity map tells" in paired_reading(
+        _cond("flux_velocity", "shuffled_velocity", -0.03, (-0.05, -0.01)), PAIRING, False, None)
+    assert "its own costs it" in paired_reading(
+        _cond("flux_velocity", "shuffled_velocity", 0.03, (0.01, 0.05)), PAIRING, False, None)
+    mask = _cond("flux", "mask_only", 0.03, (0.01, 0.05))
+    assert "learning limit" in paired_reading(mask, MASK, False, None)
+    assert paired_reading({"comparisons": [], "variants": {}}, MASK, False, None) is None
 
 
-def test_an_input_alone_is_above_chance_only_when_its_interval_is() -> None:
-    assert "at chance" in _alone_reading(_cond((0, 0), (0.48, 0.56)), "mask_only", "the mask")
-    assert "above chance" in _alone_reading(_cond((0, 0), (0.52, 0.6)), "mask_only", "the mask")
-    assert _alone_reading(_cond((0, 0), (0.5, 0.6)), "velocity_only", "the velocity map") is None
+def test_with_one_seed_an_effect_inside_the_headline_seed_spread_is_not_attributed() -> None:
+    c = _cond("flux", "mask_only", 0.02, (0.01, 0.03))
+    assert "not attributable" in paired_reading(c, MASK, True, (0.024, "flux_velocity"))
+    assert "learning limit" in paired_reading(c, MASK, True, (0.01, "flux"))  # larger than the spread
+    assert "learning limit" in paired_reading(c, MASK, False, (0.024, "flux"))  # several seeds: folded
+    head = {"conditions": {"m1e11": {"variants": {
+        "flux": {"auc": {"seed_values": [0.65, 0.66]}},
+        "flux_velocity": {"auc": {"seed_values": [0.62, 0.66, 0.64]}}}}}}  # fmt: skip
+    spread = seed_spread(head, "m1e11")
+    assert spread[1] == "flux_velocity" and abs(spread[0] - 0.04) < 1e-12
+    assert seed_spread(head, "m3e11") is None and seed_spread(None, "m1e11") is None
 
 
-def test_the_mask_against_the_flux_reads_a_learning_limit_not_a_leak() -> None:
+def test_an_input_alone_is_above_below_or_not_distinguishable_from_chance() -> None:
     def cond(ci: tuple[float, float]) -> dict:
-        return {"comparisons": [{"a": "flux", "b": "mask_only", "auc": {"value": sum(ci) / 2, "ci": ci}}]}
+        return {"variants": {"mask_only": {"auc": {"value": sum(ci) / 2, "ci": ci}}}}
 
-    assert "learning limit" in _mask_vs_flux(cond((0.01, 0.03)))
-    assert "more than its outline" in _mask_vs_flux(cond((-0.03, -0.01)))
-    assert "as much as" in _mask_vs_flux(cond((-0.01, 0.02)))
-    assert _mask_vs_flux({"comparisons": []}) is None
+    assert "above chance" in alone_reading(cond((0.52, 0.6)), "mask_only", "the mask")
+    assert "below chance" in alone_reading(cond((0.4, 0.48)), "mask_only", "the mask")
+    assert "not distinguishable" in alone_reading(cond((0.48, 0.56)), "mask_only", "the mask")
+    assert alone_reading(cond((0.5, 0.6)), "velocity_only", "the velocity map") is None

@@ -23,8 +23,9 @@ def _summaries() -> dict:
                         "m1e11": _cond(0.70, 0.75, (0.05, 0.02, 0.08))},
          "sensitivity": {"conditions": ["m1e9", "m1e11"]}}  # fmt: skip
     fc = {"forecast": {"noise": {"nominal": {"summary": {"results": {
-        "flux": {"macro_source": {"m_min_msun": 1.0e10}},
-        "flux+velocity@10": {"macro_source": {"m_min_msun": 8.0e9}}}}}}}}  # fmt: skip
+        "flux": {"macro_source": {"m_min_msun": 1.0e10, "m_min_ci95": [9.0e9, 1.1e10]}},
+        "flux+velocity@10": {"macro_source": {"m_min_msun": 8.0e9, "m_min_ci95": [7.0e9, 8.5e9]}},
+    }}}}}}  # fmt: skip
     fc["forecast"]["noise"]["low_snr"] = {"summary": {"results": {
         "flux": {"macro_source": {"m_min_msun": 3.0e10}},
         "flux+velocity@10": {"macro_source": {"m_min_msun": 2.0e10}}}}}  # fmt: skip
@@ -32,7 +33,7 @@ def _summaries() -> dict:
                          "m1e11_psf0.2": _cond(0.6, 0.55, (-0.05, -0.08, -0.02))}}  # fmt: skip
     long = {"conditions": {"m1e9": _cond(0.50, 0.50, (0.0, -0.02, 0.02)),
                            "m1e11": _cond(0.80, 0.79, (-0.01, -0.03, 0.01))},
-            "scale": {"n_train": 65536, "epochs": 16}}  # fmt: skip
+            "scale": {"n_train": 65536, "epochs": 16, "seeds": [0]}}  # fmt: skip
     ab = {"conditions": {"m1e11": {"variants": {"flux": {"auc": _m(0.7, 0.68, 0.72)},
                                                 "mask_only": {"auc": _m(0.52, 0.50, 0.54)}},
                                    "comparisons": [{"a": "flux_velocity", "b": "shuffled_velocity",
@@ -61,7 +62,8 @@ def test_render_writes_the_answer_with_the_ceiling_ratio(tmp_path: Path) -> None
     render(r)
     text = "".join(r.md)
     assert "## The answer so far (v2)" in text and "10 km/s x1.25" in text
-    assert "low_snr noise: flux alone 3e10 M_sun, lowered by 10 km/s x1.50" in text
-    assert "**Trained longer** (1.05M samples per run, one seed)" in text
+    assert "nominal noise: flux alone 1e10 M_sun, lowered by 10 km/s x1.25;" in text  # intervals disjoint
+    assert "low_snr noise: flux alone 3e10 M_sun, lowered by 10 km/s x1.50 (n.s.)" in text  # no intervals
+    assert "**Trained longer** (1.05M samples per run, 1 seed)" in text
     assert "shuffled − paired velocity ΔAUC" in text and "mask alone 0.520 [0.500, 0.540]" in text
     assert "better (interval > 0): `m1e11`" in text and "`m1e11_psf0.2`" in text
