@@ -44,16 +44,35 @@ def seed_spread(head: Mapping[str, Any] | None, cname: str) -> tuple[float, str]
     return max(ranges) if ranges else None
 
 
+def collapsed(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Variant -> the first epoch from which one of its runs' validation AUC stayed exactly 0.5 to the end
+    (training collapsed to a constant output; at least the last two epochs)."""
+    out: dict[str, int] = {}
+    for run in runs.values():
+        curve = [round(float(x), 6) for x in run.get("val_auc_per_epoch") or []]
+        k = len(curve)
+        while k > 0 and curve[k - 1] == 0.5:
+            k -= 1
+        if len(curve) - k >= 2:
+            out[str(run["variant"])] = k
+    return out
+
+
 def paired_reading(c: Mapping[str, Any], reading: tuple[str, str, str, str, str], one_seed: bool,
-                   spread: tuple[float, str] | None) -> str | None:
+                   spread: tuple[float, str] | None, dead: Mapping[str, int] | None = None) -> str | None:
     """What the paired ΔAUC (b − a) of condition ``c`` says, from its interval; with one network seed, an
-    effect inside the headline's seed-to-seed ``spread`` is not attributed to the input."""
+    effect inside the headline's seed-to-seed ``spread`` is not attributed to the input; a comparison with a
+    collapsed variant (``dead``: variant -> epoch, from ``collapsed``) says nothing about the input."""
     a, b, asks, up, down = reading
     comp = pair(c, a, b)
     if comp is None:
         return None
     lo, hi = comp["auc"]["ci"]
     d = f"{b} − {a} ΔAUC {fmt_ci(comp['auc'], True)} ({asks})"
+    gone = [v for v in (a, b) if v in (dead or {})]
+    if gone:
+        return (f"{d}: the {gone[0]} run collapsed in training (constant output, validation AUC exactly 0.5 "
+                f"from epoch {dead[gone[0]]}), so this says nothing about its input")
     if lo <= 0 <= hi:
         return f"{d}: no significant difference"
     if one_seed and spread and abs(comp["auc"]["value"]) <= spread[0]:
@@ -87,10 +106,11 @@ def render(r: Report) -> None:
     r.add("Paired differences (identical test samples):\n")
     r.add(paired_table(conds) + "\n")
     one_seed = len(s["scale"]["seeds"]) == 1
+    dead = collapsed(s.get("runs") or {})
     lines = []
     for cname, c in conds.items():
         spread = seed_spread(r.s.get("headline_resnet"), cname)
-        parts = [paired_reading(c, rd, one_seed, spread) for rd in READINGS]
+        parts = [paired_reading(c, rd, one_seed, spread, dead) for rd in READINGS]
         parts += [alone_reading(c, "velocity_only", "the velocity map"),
                   alone_reading(c, "mask_only", "the mask")]
         parts = [p for p in parts if p]

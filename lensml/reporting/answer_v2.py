@@ -112,8 +112,10 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         }
     ab = s.get("ablations_resnet")
     if ab:
+        out["ablation_seeds"] = len(ab.get("scale", {}).get("seeds") or [])
         out["ablations"] = {
             cname: {"shuffled": pair(c, FV, "shuffled_velocity"), "velocity": pair(c, FLUX, FV),
+                    "snr": pair(c, FLUX, "flux_snr"),
                     **{v: (c["variants"].get(v) or {}).get("auc") for v in ABLATED}}
             for cname, c in ab["conditions"].items()
         }
@@ -200,9 +202,14 @@ def render(r: Report) -> None:
                     if dv else None)
             bits = [dtxt,
                     f"shuffled − paired velocity ΔAUC {fmt_ci(sh['auc'], True)}" if sh else None,
+                    f"flux in S/N units − flux ΔAUC {fmt_ci(e['snr']['auc'], True)}" if e.get("snr")
+                    else None,
                     f"velocity alone AUC {fmt_ci(e['velocity_only'])}" if e.get("velocity_only") else None,
                     f"mask alone {fmt_ci(e['mask_only'])}" if e.get("mask_only") else None,
                     f"flux {fmt_ci(e[FLUX])}" if e.get(FLUX) else None]
             parts.append(f"`{cname}`: " + ", ".join(b for b in bits if b))
-        lines.append("- **Ablations** (same network and budget): " + "; ".join(parts) + ".")
+        seeds = a["ablation_seeds"]
+        head = f"- **Ablations** (same network and budget, {seeds} seed{'s' if seeds != 1 else ''}; "
+        lines.append(head + "the section below judges each effect against the seed spread): "
+                     + "; ".join(parts) + ".")
     r.add("\n".join(lines) + "\n")

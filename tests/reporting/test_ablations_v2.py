@@ -3,7 +3,7 @@ seed spread, an input alone against chance."""
 
 from __future__ import annotations
 
-from lensml.reporting.ablations_v2 import READINGS, alone_reading, paired_reading, seed_spread
+from lensml.reporting.ablations_v2 import READINGS, alone_reading, collapsed, paired_reading, seed_spread
 
 PAIRING = READINGS[1]  # flux_velocity -> shuffled_velocity
 MASK = READINGS[2]  # flux -> mask_only
@@ -46,3 +46,13 @@ def test_an_input_alone_is_above_below_or_not_distinguishable_from_chance() -> N
     assert "below chance" in alone_reading(cond((0.4, 0.48)), "mask_only", "the mask")
     assert "not distinguishable" in alone_reading(cond((0.48, 0.56)), "mask_only", "the mask")
     assert alone_reading(cond((0.5, 0.6)), "velocity_only", "the velocity map") is None
+
+
+def test_a_collapsed_run_is_named_and_its_comparisons_say_nothing() -> None:
+    runs = {"flux_mask_s0": {"variant": "flux_mask", "val_auc_per_epoch": [0.52, 0.517, 0.5, 0.5]},
+            "flux_s0": {"variant": "flux", "val_auc_per_epoch": [0.51, 0.5, 0.53]},
+            "once_s0": {"variant": "once", "val_auc_per_epoch": [0.52, 0.5]}}
+    dead = collapsed(runs)
+    assert dead == {"flux_mask": 2}  # two last epochs at exactly 0.5; one epoch at 0.5 is not a collapse
+    c = _cond("flux", "flux_mask", -0.08, (-0.1, -0.05))
+    assert "collapsed in training" in paired_reading(c, READINGS[4], False, None, dead)

@@ -37,7 +37,8 @@ def _summaries() -> dict:
     ab = {"conditions": {"m1e11": {"variants": {"flux": {"auc": _m(0.7, 0.68, 0.72)},
                                                 "mask_only": {"auc": _m(0.52, 0.50, 0.54)}},
                                    "comparisons": [{"a": "flux_velocity", "b": "shuffled_velocity",
-                                                    "auc": _m(0.0, -0.02, 0.02)}]}}}  # fmt: skip
+                                                    "auc": _m(0.0, -0.02, 0.02)}]}},
+          "scale": {"seeds": [0]}}  # fmt: skip
     return {"headline_resnet": h, "forecast": fc, "robustness_resnet": rb, "headline_resnet_long": long,
             "ablations_resnet": ab}
 
@@ -65,5 +66,6 @@ def test_render_writes_the_answer_with_the_ceiling_ratio(tmp_path: Path) -> None
     assert "nominal noise: flux alone 1e10 M_sun, lowered by 10 km/s x1.25;" in text  # intervals disjoint
     assert "low_snr noise: flux alone 3e10 M_sun, lowered by 10 km/s x1.50 (n.s.)" in text  # no intervals
     assert "**Trained longer** (1.05M samples per run, 1 seed)" in text
-    assert "shuffled − paired velocity ΔAUC" in text and "mask alone 0.520 [0.500, 0.540]" in text
+    assert "shuffled − paired velocity ΔAUC" in text and "(same network and budget, 1 seed;" in text
+    assert "mask alone 0.520 [0.500, 0.540]" in text
     assert "better (interval > 0): `m1e11`" in text and "`m1e11_psf0.2`" in text
