@@ -14,6 +14,7 @@ from lensml.reporting.tables import detects, pair, paired_table, variants_table
 
 VARIANTS = (
     "flux", "flux_velocity", "shuffled_velocity", "velocity_only", "mask_only", "flux_snr", "flux_mask",
+    "flux_velocity_snr",
 )
 
 
@@ -32,6 +33,9 @@ READINGS: tuple[tuple[str, str, str, str, str], ...] = (
      "the S/N scaling helps the flux network learn", "the S/N scaling hinders it"),
     ("flux", "flux_mask", "the mask beside the flux",
      "making the outline explicit helps the flux network learn", "the mask beside the flux hinders it"),
+    ("flux_snr", "flux_velocity_snr", "velocity added to the S/N-scaled flux",
+     "with the flux scaled well, the velocity map helps",
+     "with the flux scaled well, the velocity map costs"),
 )
 
 

@@ -116,6 +116,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         out["ablations"] = {
             cname: {"shuffled": pair(c, FV, "shuffled_velocity"), "velocity": pair(c, FLUX, FV),
                     "snr": pair(c, FLUX, "flux_snr"),
+                    "velocity_snr": pair(c, "flux_snr", "flux_velocity_snr"),
                     **{v: (c["variants"].get(v) or {}).get("auc") for v in ABLATED}}
             for cname, c in ab["conditions"].items()
         }
@@ -125,6 +126,14 @@ def answer(s: Summaries) -> dict[str, Any] | None:
 def _verdict_line(by: Mapping[str, list[str]]) -> str:
     parts = [f"{word}: {', '.join(f'`{c}`' for c in conds)}" for word, conds in by.items()]
     return "; ".join(parts) if parts else "no comparisons"
+
+
+def _snr_velocity(comp: Mapping[str, Any] | None) -> str | None:
+    """The velocity's paired effect beside the S/N-scaled flux, as a clause (None without it)."""
+    if not comp:
+        return None
+    d = fmt_ci(comp["auc"], True)
+    return f"with S/N-scaled flux, flux + velocity − flux ΔAUC {d} ({verdict(comp['auc'])})"
 
 
 def render(r: Report) -> None:
@@ -204,6 +213,7 @@ def render(r: Report) -> None:
                     f"shuffled − paired velocity ΔAUC {fmt_ci(sh['auc'], True)}" if sh else None,
                     f"flux in S/N units − flux ΔAUC {fmt_ci(e['snr']['auc'], True)}" if e.get("snr")
                     else None,
+                    _snr_velocity(e.get("velocity_snr")),
                     f"velocity alone AUC {fmt_ci(e['velocity_only'])}" if e.get("velocity_only") else None,
                     f"mask alone {fmt_ci(e['mask_only'])}" if e.get("mask_only") else None,
                     f"flux {fmt_ci(e[FLUX])}" if e.get(FLUX) else None]
