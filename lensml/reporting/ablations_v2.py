@@ -48,14 +48,14 @@ def seed_spread(head: Mapping[str, Any] | None, cname: str) -> tuple[float, str]
     return max(ranges) if ranges else None
 
 
-def collapsed(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-    """Variant -> the first epoch from which one of its runs' validation AUC stayed exactly 0.5 to the end
-    (training collapsed to a constant output; at least the last two epochs)."""
+def not_learning(runs: Mapping[str, Mapping[str, Any]], tol: float = 0.01) -> dict[str, int]:
+    """Variant -> the first epoch from which one of its runs' validation AUC stayed within ``tol`` of 0.5 to
+    the end (at least the last two epochs): a run that did not learn (a constant output gives exactly 0.5)."""
     out: dict[str, int] = {}
     for run in runs.values():
-        curve = [round(float(x), 6) for x in run.get("val_auc_per_epoch") or []]
+        curve = [float(x) for x in run.get("val_auc_per_epoch") or []]
         k = len(curve)
-        while k > 0 and curve[k - 1] == 0.5:
+        while k > 0 and abs(curve[k - 1] - 0.5) <= tol:
             k -= 1
         if len(curve) - k >= 2:
             out[str(run["variant"])] = k
@@ -66,7 +66,8 @@ def paired_reading(c: Mapping[str, Any], reading: tuple[str, str, str, str, str]
                    spread: tuple[float, str] | None, dead: Mapping[str, int] | None = None) -> str | None:
     """What the paired ΔAUC (b − a) of condition ``c`` says, from its interval; with one network seed, an
     effect inside the headline's seed-to-seed ``spread`` is not attributed to the input; a comparison with a
-    collapsed variant (``dead``: variant -> epoch, from ``collapsed``) says nothing about the input."""
+    variant that did not learn (``dead``: variant -> epoch, from ``not_learning``) says nothing about the
+    input."""
     a, b, asks, up, down = reading
     comp = pair(c, a, b)
     if comp is None:
@@ -75,8 +76,9 @@ def paired_reading(c: Mapping[str, Any], reading: tuple[str, str, str, str, str]
     d = f"{b} − {a} ΔAUC {fmt_ci(comp['auc'], True)} ({asks})"
     gone = [v for v in (a, b) if v in (dead or {})]
     if gone:
-        return (f"{d}: the {gone[0]} run collapsed in training (constant output, validation AUC exactly 0.5 "
-                f"from epoch {dead[gone[0]]}), so this says nothing about its input")
+        return (f"{d}: the {gone[0]} run did not learn (validation AUC within 0.01 of 0.5 from epoch "
+                f"{dead[gone[0]]}: a failed training, or nothing to learn), so this is no evidence about its "
+                "input")
     if lo <= 0 <= hi:
         return f"{d}: no significant difference"
     if one_seed and spread and abs(comp["auc"]["value"]) <= spread[0]:
@@ -85,12 +87,17 @@ def paired_reading(c: Mapping[str, Any], reading: tuple[str, str, str, str, str]
     return f"{d}: {up if lo > 0 else down}"
 
 
-def alone_reading(c: Mapping[str, Any], variant: str, what: str) -> str | None:
-    """An input alone against chance: above (AUC interval > 0.5), below (< 0.5) or not distinguishable."""
+def alone_reading(c: Mapping[str, Any], variant: str, what: str, dead: Mapping[str, int] | None = None
+                  ) -> str | None:
+    """An input alone against chance: above (AUC interval > 0.5), below (< 0.5) or not distinguishable (with
+    the caveat when its run did not learn: ``dead`` as in ``paired_reading``)."""
     v = c["variants"].get(variant)
     if v is None:
         return None
     auc = v["auc"]
+    if variant in (dead or {}):
+        return (f"{what} alone is not distinguishable from chance (AUC {fmt_ci(auc)}) and its run did not "
+                "learn: nothing to learn from it, or a failed training (one seed cannot tell)")
     if detects(auc):
         return f"{what} alone detects above chance (AUC {fmt_ci(auc)})"
     if auc["ci"][1] < 0.5:
@@ -110,13 +117,13 @@ def render(r: Report) -> None:
     r.add("Paired differences (identical test samples):\n")
     r.add(paired_table(conds) + "\n")
     one_seed = len(s["scale"]["seeds"]) == 1
-    dead = collapsed(s.get("runs") or {})
+    dead = not_learning(s.get("runs") or {})
     lines = []
     for cname, c in conds.items():
         spread = seed_spread(r.s.get("headline_resnet"), cname)
         parts = [paired_reading(c, rd, one_seed, spread, dead) for rd in READINGS]
-        parts += [alone_reading(c, "velocity_only", "the velocity map"),
-                  alone_reading(c, "mask_only", "the mask")]
+        parts += [alone_reading(c, "velocity_only", "the velocity map", dead),
+                  alone_reading(c, "mask_only", "the mask", dead)]
         parts = [p for p in parts if p]
         if parts:
             lines.append(f"- `{cname}`: " + "; ".join(parts) + ".")

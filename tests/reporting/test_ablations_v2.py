@@ -3,7 +3,7 @@ seed spread, an input alone against chance."""
 
 from __future__ import annotations
 
-from lensml.reporting.ablations_v2 import READINGS, alone_reading, collapsed, paired_reading, seed_spread
+from lensml.reporting.ablations_v2 import READINGS, alone_reading, not_learning, paired_reading, seed_spread
 
 PAIRING = READINGS[1]  # flux_velocity -> shuffled_velocity
 MASK = READINGS[2]  # flux -> mask_only
@@ -48,11 +48,14 @@ def test_an_input_alone_is_above_below_or_not_distinguishable_from_chance() -> N
     assert alone_reading(cond((0.5, 0.6)), "velocity_only", "the velocity map") is None
 
 
-def test_a_collapsed_run_is_named_and_its_comparisons_say_nothing() -> None:
+def test_a_run_that_did_not_learn_is_named_and_its_comparisons_are_no_evidence() -> None:
     runs = {"flux_mask_s0": {"variant": "flux_mask", "val_auc_per_epoch": [0.52, 0.517, 0.5, 0.5]},
+            "slow_s0": {"variant": "slow", "val_auc_per_epoch": [0.52, 0.4995, 0.5085, 0.498]},
             "flux_s0": {"variant": "flux", "val_auc_per_epoch": [0.51, 0.5, 0.53]},
             "once_s0": {"variant": "once", "val_auc_per_epoch": [0.52, 0.5]}}
-    dead = collapsed(runs)
-    assert dead == {"flux_mask": 2}  # two last epochs at exactly 0.5; one epoch at 0.5 is not a collapse
+    dead = not_learning(runs)
+    assert dead == {"flux_mask": 2, "slow": 1}  # the last two epochs or more near 0.5; one is not enough
     c = _cond("flux", "flux_mask", -0.08, (-0.1, -0.05))
-    assert "collapsed in training" in paired_reading(c, READINGS[4], False, None, dead)
+    assert "did not learn" in paired_reading(c, READINGS[4], False, None, dead)
+    alone = {"variants": {"flux_mask": {"auc": {"value": 0.5, "ci": (0.49, 0.51)}}}}
+    assert "its run did not learn" in alone_reading(alone, "flux_mask", "the thing", dead)
