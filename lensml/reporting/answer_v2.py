@@ -10,6 +10,7 @@ from typing import Any
 
 from lensml.analysis.forecast_section import results_by_noise
 from lensml.analysis.markdown import fmt_ci
+from lensml.reporting.ablations_v2 import not_learning
 from lensml.reporting.core import Report
 from lensml.reporting.headline_v2 import fmt_m50, fmt_mass, lowest_centre
 from lensml.reporting.tables import pair, verdict
@@ -113,6 +114,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     ab = s.get("ablations_resnet")
     if ab:
         out["ablation_seeds"] = len(ab.get("scale", {}).get("seeds") or [])
+        out["ablation_not_learning"] = sorted(not_learning(ab.get("runs") or {}))
         out["ablations"] = {
             cname: {"shuffled": pair(c, FV, "shuffled_velocity"), "velocity": pair(c, FLUX, FV),
                     "snr": pair(c, FLUX, "flux_snr"),
@@ -128,10 +130,13 @@ def _verdict_line(by: Mapping[str, list[str]]) -> str:
     return "; ".join(parts) if parts else "no comparisons"
 
 
-def _snr_velocity(comp: Mapping[str, Any] | None) -> str | None:
-    """The velocity's paired effect beside the S/N-scaled flux, as a clause (None without it)."""
+def _snr_velocity(comp: Mapping[str, Any] | None, dead: list[str]) -> str | None:
+    """The velocity's paired effect beside the S/N-scaled flux, as a clause (None without it; no verdict
+    when one of the two runs did not learn, ``dead``)."""
     if not comp:
         return None
+    if {"flux_snr", "flux_velocity_snr"} & set(dead):
+        return "with S/N-scaled flux, flux + velocity: a run did not learn, no answer yet"
     d = fmt_ci(comp["auc"], True)
     return f"with S/N-scaled flux, flux + velocity − flux ΔAUC {d} ({verdict(comp['auc'])})"
 
@@ -213,13 +218,15 @@ def render(r: Report) -> None:
                     f"shuffled − paired velocity ΔAUC {fmt_ci(sh['auc'], True)}" if sh else None,
                     f"flux in S/N units − flux ΔAUC {fmt_ci(e['snr']['auc'], True)}" if e.get("snr")
                     else None,
-                    _snr_velocity(e.get("velocity_snr")),
+                    _snr_velocity(e.get("velocity_snr"), a["ablation_not_learning"]),
                     f"velocity alone AUC {fmt_ci(e['velocity_only'])}" if e.get("velocity_only") else None,
                     f"mask alone {fmt_ci(e['mask_only'])}" if e.get("mask_only") else None,
                     f"flux {fmt_ci(e[FLUX])}" if e.get(FLUX) else None]
             parts.append(f"`{cname}`: " + ", ".join(b for b in bits if b))
         seeds = a["ablation_seeds"]
         head = f"- **Ablations** (same network and budget, {seeds} seed{'s' if seeds != 1 else ''}; "
+        dead = a["ablation_not_learning"]
+        tail = f" Runs that did not learn: {', '.join(dead)}." if dead else ""
         lines.append(head + "the section below judges each effect against the seed spread): "
-                     + "; ".join(parts) + ".")
+                     + "; ".join(parts) + "." + tail)
     r.add("\n".join(lines) + "\n")
