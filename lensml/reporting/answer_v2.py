@@ -104,6 +104,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     if long:
         lbins = [c for c in bins if c in long["conditions"]]
         out["long"] = {
+            "not_learning": sorted(not_learning(long.get("runs") or {})),
             "samples": long["scale"]["n_train"] * long["scale"]["epochs"],
             "seeds": len(long["scale"].get("seeds") or []),
             "verdicts": _by_verdict(long["conditions"], lbins, FLUX, FV),
@@ -205,7 +206,8 @@ def render(r: Report) -> None:
         lines.append(
             f"- **Trained longer** ({lg['samples'] / 1e6:.2f}M samples per run, {lg['seeds']} seed"
             f"{'s' if lg['seeds'] != 1 else ''}): best AUC {best}. "
-            f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}."
+            + (f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}." if not lg["not_learning"] else
+               f"No comparison: the {', '.join(lg['not_learning'])} run did not learn (a failed training).")
         )
     if a.get("ablations"):
         parts = []

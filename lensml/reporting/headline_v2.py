@@ -12,6 +12,7 @@ import numpy as np
 from lensml.analysis import plots
 from lensml.analysis.forecast_section import nominal_results
 from lensml.analysis.markdown import fmt_ci, md_table
+from lensml.reporting.ablations_v2 import not_learning
 from lensml.reporting.core import Report
 from lensml.reporting.tables import above, fmt_seeds, pair, verdict
 
@@ -78,6 +79,12 @@ def render_long(r: Report) -> None:
         return
     samples = h["scale"]["n_train"] * h["scale"]["epochs"]
     r.section(f"Headline (v2) trained longer: {samples / 1e6:.2f}M samples per run", h, scale=True)
+    dead = not_learning(h.get("runs") or {})
+    if dead:
+        which = ", ".join(f"{v} (from epoch {k})" for v, k in dead.items())
+        r.add(f"**Runs that did not learn** (validation AUC within 0.01 of 0.5 for their last epochs; a "
+              f"failed training, not a property of the input): {which}. Their rows below and every "
+              "comparison with them are no evidence about the velocity field.\n")
     _render_bins(r, h)
     base = r.s.get(STUDY)
     if base:
