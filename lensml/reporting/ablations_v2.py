@@ -83,7 +83,8 @@ def paired_reading(c: Mapping[str, Any], reading: tuple[str, str, str, str, str]
         return f"{d}: no significant difference"
     if one_seed and spread and abs(comp["auc"]["value"]) <= spread[0]:
         return (f"{d}: outside the test-sample interval but within the seed-to-seed spread of the headline "
-                f"({spread[0]:.3f}, {spread[1]}): with one seed, not attributable to the input")
+                f"({spread[0]:.3f}, {spread[1]}), which this interval does not fold in: not attributable to "
+                "the input")
     return f"{d}: {up if lo > 0 else down}"
 
 

@@ -114,7 +114,12 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         }
     ab = s.get("ablations_resnet")
     if ab:
-        out["ablation_seeds"] = len(ab.get("scale", {}).get("seeds") or [])
+        per_variant: dict[str, int] = {}
+        for run in (ab.get("runs") or {}).values():
+            per_variant[str(run["variant"])] = per_variant.get(str(run["variant"]), 0) + 1
+        counts = sorted(set(per_variant.values())) or [len(ab.get("scale", {}).get("seeds") or [])]
+        n = f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0])
+        out["ablation_seeds"] = f"{n} seed{'' if n == '1' else 's'} per variant"
         out["ablation_not_learning"] = sorted(not_learning(ab.get("runs") or {}))
         out["ablations"] = {
             cname: {"shuffled": pair(c, FV, "shuffled_velocity"), "velocity": pair(c, FLUX, FV),
@@ -226,7 +231,7 @@ def render(r: Report) -> None:
                     f"flux {fmt_ci(e[FLUX])}" if e.get(FLUX) else None]
             parts.append(f"`{cname}`: " + ", ".join(b for b in bits if b))
         seeds = a["ablation_seeds"]
-        head = f"- **Ablations** (same network and budget, {seeds} seed{'s' if seeds != 1 else ''}; "
+        head = f"- **Ablations** (same network and budget, {seeds}; "
         dead = a["ablation_not_learning"]
         tail = f" Runs that did not learn: {', '.join(dead)}." if dead else ""
         lines.append(head + "the section below judges each effect against the seed spread): "

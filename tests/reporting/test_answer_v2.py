@@ -66,6 +66,7 @@ def test_render_writes_the_answer_with_the_ceiling_ratio(tmp_path: Path) -> None
     assert "nominal noise: flux alone 1e10 M_sun, lowered by 10 km/s x1.25;" in text  # intervals disjoint
     assert "low_snr noise: flux alone 3e10 M_sun, lowered by 10 km/s x1.50 (n.s.)" in text  # no intervals
     assert "**Trained longer** (1.05M samples per run, 1 seed)" in text
-    assert "shuffled − paired velocity ΔAUC" in text and "(same network and budget, 1 seed;" in text
+    assert "shuffled − paired velocity ΔAUC" in text
+    assert "(same network and budget, 1 seed per variant;" in text
     assert "mask alone 0.520 [0.500, 0.540]" in text
     assert "better (interval > 0): `m1e11`" in text and "`m1e11_psf0.2`" in text
