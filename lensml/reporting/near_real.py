@@ -27,11 +27,19 @@ def render(r: Report) -> None:
 
 
 def render_v2(r: Report) -> None:
-    """v2's section (study ``near_real_resnet``: the residual nets of ``headline_resnet_long``)."""
-    _render(r, "near_real_resnet", "Near-real (v2): the real MaNGA galaxy behind a lens, the v2 detectors")
+    """v2's section (study ``near_real_resnet``: the residual nets of ``headline_resnet_long``); the runs of
+    that study that did not learn are named first."""
+    from lensml.reporting.ablations_v2 import not_learning
+
+    source = ((r.s.get("near_real_resnet") or {}).get("runs_from") or {}).get("study", "headline_resnet_long")
+    dead = not_learning((r.s.get(source) or {}).get("runs") or {})
+    note = (f"The {', '.join(dead)} run(s) of `{source}` did not learn (see its section): their responses "
+            "below are those of a network that outputs about the same for every input.\n") if dead else ""
+    title = "Near-real (v2): the real MaNGA galaxy behind a lens, the v2 detectors"
+    _render(r, "near_real_resnet", title, note)
 
 
-def _render(r: Report, key: str, title: str) -> None:
+def _render(r: Report, key: str, title: str, note: str = "") -> None:
     """The section of study ``key``: P(subhalo) per case and model, and the occlusion figure per galaxy."""
     s = r.s.get(key)
     if not s:
@@ -39,6 +47,8 @@ def _render(r: Report, key: str, title: str) -> None:
     nr = s["near_real"]
     spec = nr["spec"]
     r.section(title, s)
+    if note:
+        r.add(note)
     lens = spec["lens"]
     ms = spec["mass_msun"] if isinstance(spec["mass_msun"], list) else [spec["mass_msun"]]
     r.add(
