@@ -26,6 +26,7 @@ from tqdm import tqdm
 from lensml.atomic_io import save_figure, write_json, write_text
 from lensml.cli import clean_errors
 from lensml.data.cache import config_hash
+from lensml.digest import source_digest
 from lensml.errors import ConfigError
 from lensml.inference import physics
 from lensml.inference.forecast_draw import (
@@ -36,7 +37,6 @@ from lensml.inference.forecast_draw import (
     smooth_model,
 )
 from lensml.inference.summary import figure, markdown, summarise
-from lensml.jit import source_digest
 
 log = logging.getLogger(__name__)
 

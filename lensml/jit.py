@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numba
+
+from lensml.digest import source_digest
 
 _PACKAGE = Path(__file__).resolve().parent
 _MARKER = "from lensml.jit import"
@@ -60,15 +61,6 @@ def kernel_sources() -> tuple[Path, ...]:
             if module is not None and module not in found:
                 todo.append(module)
     return tuple(sorted(found))
-
-
-def source_digest(paths: tuple[Path, ...]) -> str:
-    """A short hash of the names and contents of ``paths``."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @functools.cache

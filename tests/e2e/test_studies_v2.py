@@ -97,4 +97,4 @@ def test_ablations_resnet_trains_every_input_variant_and_reports_what_each_tells
     assert {(x["a"], x["b"]) for x in c["comparisons"]} >= {("flux_velocity", "shuffled_velocity"),
                                                              ("flux", "mask_only")}
     readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
-    assert "Ablations (v2)" in readme and "**Reading**" in readme and "the mask alone" in readme
+    assert "Ablations (v2)" in readme and "**Reading.**" in readme and "the mask alone" in readme
