@@ -34,7 +34,8 @@ def render_v2(r: Report) -> None:
     source = ((r.s.get("near_real_resnet") or {}).get("runs_from") or {}).get("study", "headline_resnet_long")
     dead = not_learning((r.s.get(source) or {}).get("runs") or {})
     note = (f"The {', '.join(dead)} run(s) of `{source}` did not learn (see its section): their responses "
-            "below are those of a network that outputs about the same for every input.\n") if dead else ""
+            "below come from a network with no detection skill on its own test distribution (validation AUC "
+            "0.5), so they say nothing about the velocity field.\n") if dead else ""
     title = "Near-real (v2): the real MaNGA galaxy behind a lens, the v2 detectors"
     _render(r, "near_real_resnet", title, note)
 
