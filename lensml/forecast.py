@@ -350,6 +350,8 @@ def run_study(
     out: dict[str, Any] = {"version": 1, "n_per_bin": n, "noise": {}}
     missing: list[str] = []
     for k, noise in enumerate(spec.get("noise", ["nominal"])):
+        if not summarise and k % n_shards != shard:
+            continue  # another shard's group
         cfg = compose_forecast_config([*keep, f"noise={noise}"])
         for key, value in spec.items():
             if key not in ("noise", "n", "n_tiny", "per_scale"):
@@ -362,7 +364,7 @@ def run_study(
                 cfg, "forecast.unknown_position.n_draws", min(int(cfg.forecast.unknown_position.n_draws), 1)
             )
         path = None if work_dir is None else Path(work_dir) / f"{noise}.json"
-        result = _cached_result(cfg, path, compute=path is None or (not summarise and k % n_shards == shard))
+        result = _cached_result(cfg, path, compute=path is None or not summarise)
         if result is not None:
             out["noise"][noise] = result
         elif summarise:

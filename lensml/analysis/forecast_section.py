@@ -27,6 +27,14 @@ def nominal_results(summaries: Mapping[str, Any]) -> Mapping[str, Any]:
     return results_by_noise(summaries).get("nominal") or {}
 
 
+def lowers_significantly(r: Mapping[str, Any] | None, flux: Mapping[str, Any] | None) -> bool:
+    """True if a data set's M_min interval lies wholly below flux's (both entries of one marginalisation:
+    ``{"m_min_msun", "m_min_ci95"}``); False when either interval is missing."""
+    hi = ((r or {}).get("m_min_ci95") or [None, None])[1]
+    lo_f = ((flux or {}).get("m_min_ci95") or [None, None])[0]
+    return hi is not None and lo_f is not None and hi < lo_f
+
+
 def _mass(r: Mapping[str, Any]) -> str:
     """M_min (M_sun), or the forecast's note where it lies outside the mass bins (e.g. '< 1.0e+09')."""
     x = r["m_min_msun"]
@@ -67,14 +75,12 @@ def verdict(result: Mapping[str, Any], marg: str = "macro_source", floor: str = 
     f = res["flux"][marg]
     if not f["m_min_msun"]:
         return f"Flux alone does not reach the threshold in these mass bins under `{marg}`."
-    lo_f = (f.get("m_min_ci95") or [None])[0]
     parts = []
     for ds in (f"flux+velocity@{floor}", *(k for k in res if k.startswith("cube"))):
         r = res.get(ds, {}).get(marg)
         if not r or not r["m_min_msun"]:
             continue
-        hi = (r.get("m_min_ci95") or [None, None])[1]
-        sig = hi is not None and lo_f is not None and hi < lo_f
+        sig = lowers_significantly(r, f)
         parts.append(
             f"{ds} lowers M_min by x{f['m_min_msun'] / r['m_min_msun']:.2f} "
             + ("(intervals disjoint)" if sig else "(M_min intervals overlap: not significant at this scale)")

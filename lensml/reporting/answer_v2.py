@@ -5,10 +5,11 @@ difference (``answer`` returns the data, ``render`` writes it); nothing without 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from lensml.analysis.forecast_section import results_by_noise
+from lensml.analysis.forecast_section import lowers_significantly, results_by_noise
 from lensml.analysis.markdown import fmt_ci
 from lensml.reporting.ablations_v2 import not_learning
 from lensml.reporting.core import Report
@@ -28,15 +29,6 @@ def _by_verdict(conds: Mapping[str, Any], names: list[str], a: str, b: str) -> d
         if comp:
             out.setdefault(verdict(comp["auc"]), []).append(cname)
     return out
-
-
-def _overlaps(r: Mapping[str, Any] | None, flux: Mapping[str, Any] | None) -> bool:
-    """True if the M_min intervals (macro lens + source marginalised) of a data set and of flux overlap."""
-    a = ((r or {}).get("macro_source") or {}).get("m_min_ci95") or [None, None]
-    b = ((flux or {}).get("macro_source") or {}).get("m_min_ci95") or [None, None]
-    if None in (*a, *b):
-        return True
-    return not (a[1] < b[0] or b[1] < a[0])
 
 
 def answer(s: Summaries) -> dict[str, Any] | None:
@@ -85,18 +77,16 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     out["fit_m50"] = fd.get("m50") or {}
     out["fit_m50_top"] = (fd.get("m50_edges_log10") or [None])[-1]
     out["fit_m50_bottom"] = lowest_centre(fd.get("m50_edges_log10"))
-    out["ceiling"] = {
-        noise: {ds: (r.get("macro_source") or {}).get("m_min_msun") for ds, r in res.items()}
-        for noise, res in results_by_noise(s).items()
+    by_noise = {noise: {ds: r.get("macro_source") or {} for ds, r in res.items()}
+                for noise, res in results_by_noise(s).items()}
+    out["ceiling"] = {noise: {ds: r.get("m_min_msun") for ds, r in res.items()}
+                      for noise, res in by_noise.items()}
+    out["ceiling_overlap"] = {  # the data sets whose M_min is not significantly below flux's
+        noise: [ds for ds, r in res.items() if ds != "flux" and not lowers_significantly(r, res.get("flux"))]
+        for noise, res in by_noise.items()
     }
-    out["ceiling_overlap"] = {  # the data sets whose M_min interval overlaps flux's (not significant)
-        noise: [ds for ds, r in res.items() if ds != "flux" and _overlaps(r, res.get("flux"))]
-        for noise, res in results_by_noise(s).items()
-    }
-    out["ceiling_note"] = {
-        noise: ((res.get("flux") or {}).get("macro_source") or {}).get("m_min_note")
-        for noise, res in results_by_noise(s).items()
-    }
+    out["ceiling_note"] = {noise: (res.get("flux") or {}).get("m_min_note")
+                           for noise, res in by_noise.items()}
     rb = s.get("robustness_resnet")
     if rb:
         out["robustness"] = _by_verdict(rb["conditions"], list(rb["conditions"]), FLUX, FV)
@@ -114,9 +104,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         }
     ab = s.get("ablations_resnet")
     if ab:
-        per_variant: dict[str, int] = {}
-        for run in (ab.get("runs") or {}).values():
-            per_variant[str(run["variant"])] = per_variant.get(str(run["variant"]), 0) + 1
+        per_variant = Counter(str(run["variant"]) for run in (ab.get("runs") or {}).values())
         counts = sorted(set(per_variant.values())) or [len(ab.get("scale", {}).get("seeds") or [])]
         n = f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0])
         out["ablation_seeds"] = f"{n} seed{'' if n == '1' else 's'} per variant"
