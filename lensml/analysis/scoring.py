@@ -112,9 +112,13 @@ def load_run(run_dir: str | Path, which: str = "best") -> Run:
 def load_net(run: Run, cfg: DictConfig) -> torch.nn.Module:
     """The run's CNN with the checkpoint weights, in eval mode."""
     in_channels = n_channels(cfg.data.channels, n_velocity_channels_of(cfg))
-    net = instantiate(cfg.model.net, in_channels=in_channels, _convert_="all")
     state = torch.load(run.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    weights = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    extra: dict[str, Any] = {}
+    if "head_norm" in cfg.model.net and "head.3.weight" in weights and "head.4.weight" not in weights:
+        extra["head_norm"] = "none"  # a residual net trained before the head's BatchNorm (lensml.models.resnet)
+    net = instantiate(cfg.model.net, in_channels=in_channels, _convert_="all", **extra)
+    net.load_state_dict(weights)
     return net.eval()
 
 

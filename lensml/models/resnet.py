@@ -101,10 +101,34 @@ def max_avg_pool(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3))], dim=1)
 
 
-def _head(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
-    )
+HEAD_NORMS: tuple[str, ...] = ("batch", "none")
+
+
+class HeadBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that also takes a training batch of one sample (it then uses the running statistics)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                            False, 0.0, self.eps)
+        return super().forward(x)
+
+
+def _head(in_dim: int, hidden: int, n_classes: int, dropout: float, norm: str = "batch") -> nn.Sequential:
+    """Pooled features -> Linear -> [BatchNorm] -> ReLU -> Dropout -> Linear.
+
+    ``norm="batch"`` keeps every hidden unit's pre-activation centred on the batch, so a unit cannot go dead
+    for all inputs. Without it (``"none"``, the first v2 runs) the hidden ReLUs all died when the curriculum
+    moved from the fixed lens to the target priors (their input distribution shifted) and the network
+    predicted a constant from then on (validation AUC 0.5; found in early-fusion flux + velocity runs).
+    """
+    if norm not in HEAD_NORMS:
+        raise ValueError(f"model.net.head_norm={norm!r} is unknown; use one of {list(HEAD_NORMS)}")
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden, bias=norm == "none")]
+    if norm == "batch":
+        layers.append(HeadBatchNorm(hidden))
+    layers += [nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_classes)]
+    return nn.Sequential(*layers)
 
 
 class ResNetDetector(nn.Module):
@@ -122,10 +146,11 @@ class ResNetDetector(nn.Module):
         hidden: int = 64,
         n_classes: int = 2,
         dropout: float = 0.0,
+        head_norm: str = "batch",
     ) -> None:
         super().__init__()
         self.trunk = ResNetTrunk(in_channels, widths, blocks, stem_stride, coord_channels)
-        self.head = _head(2 * self.trunk.out_channels, hidden, n_classes, dropout)
+        self.head = _head(2 * self.trunk.out_channels, hidden, n_classes, dropout, head_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(max_avg_pool(self.trunk(x)))
@@ -148,6 +173,7 @@ class ResNetDualStream(nn.Module):
         hidden: int = 64,
         n_classes: int = 2,
         dropout: float = 0.0,
+        head_norm: str = "batch",
     ) -> None:
         super().__init__()
         if in_channels < 2:
@@ -158,7 +184,7 @@ class ResNetDualStream(nn.Module):
         c = self.flux_trunk.out_channels
         self.fuse = nn.Sequential(nn.Conv2d(2 * c, c, 1, bias=False), nn.BatchNorm2d(c),
                                   nn.ReLU(inplace=True))
-        self.head = _head(2 * c, hidden, n_classes, dropout)
+        self.head = _head(2 * c, hidden, n_classes, dropout, head_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.flux_trunk(x[:, :1]), self.velocity_trunk(x[:, 1:])], dim=1)

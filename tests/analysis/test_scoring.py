@@ -86,3 +86,21 @@ def test_detection_threshold_and_binned_rate() -> None:
         n_boot=100,
     )
     assert r["rate"] == [0.5, 1.0] and r["n"] == [2, 2] and r["lo"][1] == 1.0
+
+
+@pytest.mark.parametrize("head_norm", ["none", "batch"])
+def test_a_residual_run_loads_with_the_head_it_was_trained_with(tmp_path, head_norm) -> None:
+    """Runs trained before the head's BatchNorm (head_norm=none, no key in their overrides) still score."""
+    import torch
+
+    from lensml.analysis.scoring import Run, compose_train_config, load_net
+    from lensml.models.resnet import ResNetDetector
+
+    trained = ResNetDetector(in_channels=2, head_norm=head_norm)
+    ckpt = tmp_path / "best-00.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in trained.state_dict().items()}}, ckpt)
+    overrides = ["model=resnet", "data.channels=flux_velocity"]
+    net = load_net(Run(tmp_path, overrides, ckpt, {}), compose_train_config(overrides, tmp_path))
+    x = torch.randn(2, 2, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), trained.eval()(x))

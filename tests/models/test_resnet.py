@@ -11,7 +11,7 @@ from torchmetrics.functional.classification import binary_auroc
 from lensml.errors import ConfigError
 from lensml.models.cnn import BaselineCNN, DualStreamCNN
 from lensml.models.hardware import resolve_channels_last, resolve_precision
-from lensml.models.resnet import ResNetDetector, ResNetDualStream, coord_grid
+from lensml.models.resnet import ResNetDetector, ResNetDualStream, _head, coord_grid
 from lensml.models.schedule import build_scheduler, check_schedule, cosine_factor
 
 SMALL = {"widths": (8, 16, 32), "hidden": 16}
@@ -51,6 +51,34 @@ def test_dual_stream_keeps_the_streams_apart():
     x3 = x.clone()
     x3[:, 0] += torch.randn(2, 32, 32)
     assert not torch.allclose(net(x), net(x3))
+
+
+def test_the_head_batchnorm_keeps_hidden_units_alive_under_a_shift():
+    """All first-layer weights negative on non-negative pooled features (what a shifted input distribution did
+    to the first v2 runs): without normalisation every hidden ReLU is dead and no gradient reaches the trunk;
+    with the head's BatchNorm the pre-activations are centred on the batch and the gradient flows."""
+    feats = torch.rand(32, 16) + 1.0
+    grads = {}
+    for norm in ("none", "batch"):
+        head = _head(16, 8, 2, 0.0, norm)
+        with torch.no_grad():
+            head[0].weight.copy_(-torch.rand(8, 16))
+            if head[0].bias is not None:
+                head[0].bias.zero_()
+        x = feats.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(head(x), torch.arange(32) % 2).backward()
+        grads[norm] = x.grad.abs().sum().item()
+    assert grads["none"] == 0.0 and grads["batch"] > 1e-3, grads
+    one = _head(16, 8, 2, 0.0, "batch").train()
+    assert one(feats[:1]).shape == (1, 2)  # a training batch of one sample uses the running statistics
+    with pytest.raises(ValueError, match="head_norm"):
+        _head(16, 8, 2, 0.0, "layer")
+
+
+def test_a_none_head_loads_the_first_v2_checkpoints():
+    """head_norm=none is the layout of the runs made before the head's BatchNorm (same state-dict keys)."""
+    old = {"0.weight", "0.bias", "3.weight", "3.bias"}
+    assert set(_head(16, 8, 2, 0.0, "none").state_dict()) == old
 
 
 @pytest.mark.parametrize(
