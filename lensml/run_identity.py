@@ -98,3 +98,12 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [prefix.rstrip(".") or "<root>"]
+
+
+def head_norm(run_dir: Path) -> str | None:
+    """The ``model.net.head_norm`` a residual-net run was trained with (``"none"``: before the key existed);
+    None for other networks or a run without a record."""
+    net = ((recorded_identity(run_dir) or {}).get("model") or {}).get("net") or {}
+    if "resnet" not in str(net.get("_target_", "")):
+        return None
+    return str(net.get("head_norm", "none"))

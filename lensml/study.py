@@ -421,6 +421,7 @@ def _train_curve(run: Run) -> dict[str, Any]:
         "epochs_trained": m.get("epochs_trained"),
         "val_auc": (m.get("val") or {}).get("auc"),
         "best_checkpoint": Path(m.get("best_checkpoint") or "").name,
+        **({} if (hn := run_identity.head_norm(run.run_dir)) is None else {"head_norm": hn}),
         **_val_curve(run.run_dir / "csv" / "metrics.csv"),
     }
 

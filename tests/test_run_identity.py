@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,19 @@ def test_an_evaluation_with_another_number_of_test_samples_is_an_error_not_reuse
     with pytest.raises(ConfigError, match="n_test=4.*another name"):
         _evaluated(path, 4)
     assert path.exists()
+
+
+def test_the_head_a_residual_run_was_trained_with_is_read_from_its_record(tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    _finished(new, "model=resnet")
+    assert run_identity.head_norm(new) == "batch"
+    old = tmp_path / "old"
+    _finished(old, "model=resnet", "model.net.head_norm=none")
+    assert run_identity.head_norm(old) == "none"
+    record = old / run_identity.RECORD
+    rec = json.loads(record.read_text())
+    del rec["identity"]["model"]["net"]["head_norm"]  # a run recorded before the key existed
+    record.write_text(json.dumps(rec))
+    assert run_identity.head_norm(old) == "none"
+    _finished(tmp_path / "cnn", "model=baseline")
+    assert run_identity.head_norm(tmp_path / "cnn") is None and run_identity.head_norm(tmp_path / "x") is None

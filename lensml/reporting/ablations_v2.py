@@ -62,6 +62,29 @@ def not_learning(runs: Mapping[str, Mapping[str, Any]], tol: float = 0.01) -> di
     return out
 
 
+def head_norms(runs: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The ``model.net.head_norm`` values of a summary's residual-net runs ("none" where not recorded)."""
+    return {str(r.get("head_norm", "none")) for r in runs.values()
+            if str(r.get("model") or "").startswith("resnet")}
+
+
+def failure_cause(runs: Mapping[str, Mapping[str, Any]], dead: Mapping[str, int]) -> str:
+    """Why the runs of the ``dead`` variants (``not_learning``) failed, where it is known: a residual net whose
+    head had no BatchNorm (``head_norm`` "none", or not recorded: runs made before the key existed); "" if
+    none of them had it."""
+    old = sorted({str(r["variant"]) for r in runs.values()
+                  if r.get("variant") in dead and str(r.get("model") or "").startswith("resnet")
+                  and r.get("head_norm", "none") == "none"})
+    if not old:
+        return ""
+    return (f"The {', '.join(old)} run(s) had the head without BatchNorm (`model.net.head_norm=none`, the runs "
+            "made before it was added). That head can fail this way: in a probe of a stuck flux + velocity run, "
+            "all 64 hidden units of its head were dead on the target priors once the curriculum had moved to "
+            "them, so the network output a constant; with `head_norm=batch` (the default since) the same set-up "
+            "learns. Whether a run failed for this reason, or had nothing to learn from its input, only "
+            "retraining it with the current code tells.")
+
+
 def paired_reading(c: Mapping[str, Any], reading: tuple[str, str, str, str, str], one_seed: bool,
                    spread: tuple[float, str] | None, dead: Mapping[str, int] | None = None) -> str | None:
     """What the paired ΔAUC (b − a) of condition ``c`` says, from its interval; with one network seed, an
@@ -137,6 +160,8 @@ def render(r: Report) -> None:
               "one above the flux-only detector shows how far the flux network is from using its input; "
               "neither is a leak.\n")
         r.add("\n".join(lines) + "\n")
+        if cause := failure_cause(s.get("runs") or {}, dead):
+            r.add(cause + "\n")
         if one_seed:
             r.add("One network seed per variant: the intervals are over test samples only, not over network "
                   "seeds; an effect smaller than the headline's seed-to-seed spread in the same bin is not "

@@ -11,7 +11,7 @@ from typing import Any
 
 from lensml.analysis.forecast_section import lowers_significantly, results_by_noise
 from lensml.analysis.markdown import fmt_ci
-from lensml.reporting.ablations_v2 import not_learning
+from lensml.reporting.ablations_v2 import failure_cause, not_learning
 from lensml.reporting.core import Report
 from lensml.reporting.headline_v2 import fmt_m50, fmt_mass, lowest_centre
 from lensml.reporting.tables import pair, verdict
@@ -94,7 +94,8 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     if long:
         lbins = [c for c in bins if c in long["conditions"]]
         out["long"] = {
-            "not_learning": sorted(not_learning(long.get("runs") or {})),
+            "not_learning": sorted(dead_long := not_learning(long.get("runs") or {})),
+            "old_head": bool(failure_cause(long.get("runs") or {}, dead_long)),
             "samples": long["scale"]["n_train"] * long["scale"]["epochs"],
             "seeds": len(long["scale"].get("seeds") or []),
             "verdicts": _by_verdict(long["conditions"], lbins, FLUX, FV),
@@ -108,7 +109,8 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         counts = sorted(set(per_variant.values())) or [len(ab.get("scale", {}).get("seeds") or [])]
         n = f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0])
         out["ablation_seeds"] = f"{n} seed{'' if n == '1' else 's'} per variant"
-        out["ablation_not_learning"] = sorted(not_learning(ab.get("runs") or {}))
+        out["ablation_not_learning"] = sorted(dead_ab := not_learning(ab.get("runs") or {}))
+        out["ablation_old_head"] = bool(failure_cause(ab.get("runs") or {}, dead_ab))
         out["ablations"] = {
             cname: {"shuffled": pair(c, FV, "shuffled_velocity"), "velocity": pair(c, FLUX, FV),
                     "snr": pair(c, FLUX, "flux_snr"),
@@ -117,6 +119,10 @@ def answer(s: Summaries) -> dict[str, Any] | None:
             for cname, c in ab["conditions"].items()
         }
     return out
+
+
+#: the known cause of a failed residual-net training (``ablations_v2.failure_cause``), as a clause
+OLD_HEAD = ": trained with the head without BatchNorm, which can fail this way; to be retrained"
 
 
 def _verdict_line(by: Mapping[str, list[str]]) -> str:
@@ -200,7 +206,8 @@ def render(r: Report) -> None:
             f"- **Trained longer** ({lg['samples'] / 1e6:.2f}M samples per run, {lg['seeds']} seed"
             f"{'s' if lg['seeds'] != 1 else ''}): best AUC {best}. "
             + (f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}." if not lg["not_learning"] else
-               f"No comparison: the {', '.join(lg['not_learning'])} run did not learn (a failed training).")
+               f"No comparison: the {', '.join(lg['not_learning'])} run did not learn (a failed training"
+               + (f"{OLD_HEAD})." if lg["old_head"] else ")."))
         )
     if a.get("ablations"):
         parts = []
@@ -221,7 +228,8 @@ def render(r: Report) -> None:
         seeds = a["ablation_seeds"]
         head = f"- **Ablations** (same network and budget, {seeds}; "
         dead = a["ablation_not_learning"]
-        tail = f" Runs that did not learn: {', '.join(dead)}." if dead else ""
+        tail = (f" Runs that did not learn: {', '.join(dead)}"
+                + (OLD_HEAD if a["ablation_old_head"] else "") + ".") if dead else ""
         lines.append(head + "the section below judges each effect against the seed spread): "
                      + "; ".join(parts) + "." + tail)
     r.add("\n".join(lines) + "\n")

@@ -12,7 +12,7 @@ import numpy as np
 from lensml.analysis import plots
 from lensml.analysis.forecast_section import nominal_results
 from lensml.analysis.markdown import fmt_ci, md_table
-from lensml.reporting.ablations_v2 import not_learning
+from lensml.reporting.ablations_v2 import failure_cause, head_norms, not_learning
 from lensml.reporting.core import Report
 from lensml.reporting.tables import above, fmt_seeds, pair, verdict
 
@@ -84,7 +84,8 @@ def render_long(r: Report) -> None:
         which = ", ".join(f"{v} (from epoch {k})" for v, k in dead.items())
         r.add(f"**Runs that did not learn** (validation AUC within 0.01 of 0.5 for their last epochs; a "
               f"failed training, not a property of the input): {which}. Their rows below and every "
-              "comparison with them are no evidence about the velocity field.\n")
+              "comparison with them are no evidence about the velocity field. "
+              + failure_cause(h.get("runs") or {}, dead) + "\n")
     _render_bins(r, h)
     base = r.s.get(STUDY)
     if base:
@@ -98,6 +99,11 @@ def render_long(r: Report) -> None:
         r.add(f"AUC after {base_n / 1e3:.0f}k samples (`{STUDY}`, {len(base['scale']['seeds'])} seeds) → "
               f"after {samples / 1e6:.2f}M ({len(h['scale']['seeds'])} seed), on identical test samples:\n\n"
               + md_table(["test bin", *variants], rows) + "\n")
+        before, after = head_norms(base.get("runs") or {}), head_norms(h.get("runs") or {})
+        if before != after:
+            r.add(f"The two studies' networks differ in their head as well (`model.net.head_norm`: "
+                  f"{', '.join(sorted(before))} → {', '.join(sorted(after))}): a change from one to the other "
+                  "is training length and head together.\n")
     render_m50(r, h)
     runs = {**(base or {}).get("runs", {}), **{f"long:{k}": v for k, v in h["runs"].items()}}
     r.fig("headline_long_learning_curves.png", plots.learning_curves(runs),

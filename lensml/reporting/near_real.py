@@ -29,13 +29,15 @@ def render(r: Report) -> None:
 def render_v2(r: Report) -> None:
     """v2's section (study ``near_real_resnet``: the residual nets of ``headline_resnet_long``); the runs of
     that study that did not learn are named first."""
-    from lensml.reporting.ablations_v2 import not_learning
+    from lensml.reporting.ablations_v2 import failure_cause, not_learning
 
     source = ((r.s.get("near_real_resnet") or {}).get("runs_from") or {}).get("study", "headline_resnet_long")
-    dead = not_learning((r.s.get(source) or {}).get("runs") or {})
+    runs = (r.s.get(source) or {}).get("runs") or {}
+    dead = not_learning(runs)
     note = (f"The {', '.join(dead)} run(s) of `{source}` did not learn (see its section): their responses "
             "below come from a network with no detection skill on its own test distribution (validation AUC "
-            "0.5), so they say nothing about the velocity field.\n") if dead else ""
+            "0.5), so they say nothing about the velocity field. " + failure_cause(runs, dead) + "\n"
+            ) if dead else ""
     title = "Near-real (v2): the real MaNGA galaxy behind a lens, the v2 detectors"
     _render(r, "near_real_resnet", title, note)
 

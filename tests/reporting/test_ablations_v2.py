@@ -3,7 +3,14 @@ seed spread, an input alone against chance."""
 
 from __future__ import annotations
 
-from lensml.reporting.ablations_v2 import READINGS, alone_reading, not_learning, paired_reading, seed_spread
+from lensml.reporting.ablations_v2 import (
+    READINGS,
+    alone_reading,
+    failure_cause,
+    not_learning,
+    paired_reading,
+    seed_spread,
+)
 
 PAIRING = READINGS[1]  # flux_velocity -> shuffled_velocity
 MASK = READINGS[2]  # flux -> mask_only
@@ -59,3 +66,20 @@ def test_a_run_that_did_not_learn_is_named_and_its_comparisons_are_no_evidence()
     assert "did not learn" in paired_reading(c, READINGS[4], False, None, dead)
     alone = {"variants": {"flux_mask": {"auc": {"value": 0.5, "ci": (0.49, 0.51)}}}}
     assert "its run did not learn" in alone_reading(alone, "flux_mask", "the thing", dead)
+
+
+def test_a_failed_run_with_the_old_head_is_named_as_such() -> None:
+    """The known cause is named only for residual-net runs trained with the head without BatchNorm (recorded
+    as "none", or summaries from before the record), never for runs with the head's BatchNorm."""
+    stuck = [0.51, 0.5, 0.5, 0.5]
+    runs = {"a": {"variant": "flux_velocity", "model": "resnet", "val_auc_per_epoch": stuck},
+            "b": {"variant": "flux_mask", "model": "resnet", "head_norm": "none", "val_auc_per_epoch": stuck},
+            "c": {"variant": "velocity_only", "model": "resnet", "head_norm": "batch",
+                  "val_auc_per_epoch": stuck},
+            "d": {"variant": "baseline", "model": "baseline", "val_auc_per_epoch": stuck}}
+    dead = not_learning(runs)
+    assert set(dead) == {"flux_velocity", "flux_mask", "velocity_only", "baseline"}
+    text = failure_cause(runs, dead)
+    assert text.startswith("The flux_mask, flux_velocity run(s) had the head without BatchNorm")
+    assert "velocity_only" not in text and "baseline" not in text
+    assert failure_cause({"c": runs["c"]}, dead) == ""

@@ -72,3 +72,8 @@ def test_the_longer_headline_renders_beside_the_headline(tmp_path: Path) -> None
     assert "## Headline (v2) trained longer: 1.05M samples per run" in text
     assert "AUC after 229k samples (`headline_resnet`, 3 seeds) → after 1.05M (1 seed)" in text
     assert (tmp_path / "rep" / "figures" / "headline_long_learning_curves.png").exists()
+    assert "differ in their head" not in text
+    long["runs"] = {k: {**v, "head_norm": "batch"} for k, v in long["runs"].items()}
+    (tmp_path / "s" / "headline_resnet_long.json").write_text(json.dumps(long))
+    text = registry.build_report(tmp_path / "s", tmp_path / "rep", "t").read_text()
+    assert "differ in their head as well (`model.net.head_norm`: none → batch)" in text
