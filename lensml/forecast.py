@@ -292,13 +292,18 @@ def with_scale(spec: Mapping[str, Any], scale: str) -> dict[str, Any]:
     return out
 
 
+SUMMARY_CODE = Path(__file__).parent / "inference" / "summary.py"
+
+
 def code_digest() -> str:
     """A hash of the code a forecast result depends on (``lensml/forecast.py``, ``lensml/inference``,
-    ``lensml/sim``, ``lensml/sources``, ``lensml/numerics``): a kept result of other code is not reused."""
+    ``lensml/sim``, ``lensml/sources``, ``lensml/numerics``): a kept result of other code is not reused. The
+    summary code (``lensml/inference/summary.py``) is left out: a kept result keeps its per-draw
+    significances and is summarised again when read."""
     root = Path(__file__).parent
     files = [root / "forecast.py"]
     for sub in ("inference", "sim", "sources", "numerics"):
-        files += sorted((root / sub).rglob("*.py"))
+        files += sorted(f for f in (root / sub).rglob("*.py") if f != SUMMARY_CODE)
     return source_digest(tuple(files))
 
 
@@ -313,18 +318,29 @@ def _cached_result(cfg: DictConfig, path: Path | None, compute: bool) -> dict[st
             cached = {}
         if cached.get("config_hash") == key:
             log.info("forecast: %s reused (same config and code)", path)
-            return cached["result"]
+            result = cached["result"]
+            if cached.get("per_draw") is not None:
+                result["summary"] = _summary(cfg, cached["per_draw"], result["mass_msun"])
+            return result
         log.warning("forecast: %s was computed for another config or code%s", path,
                     "; recomputing it" if compute else "; not used")
     if not compute:
         return None
     result = run_forecast(cfg)
-    result.pop("per_draw", None)
+    per_draw = result.pop("per_draw", None)
     result.get("refit", {}).pop("rows", None)
     result.get("unknown_position", {}).pop("rows", None)
     if path is not None:
-        write_json(path, {"config_hash": key, "result": result})
+        write_json(path, {"config_hash": key, "result": result, "per_draw": per_draw})
     return result
+
+
+def _summary(cfg: DictConfig, per_draw: Mapping[str, Mapping[str, list]], masses: list) -> dict[str, Any]:
+    """The summary of kept per-draw significances (``per_draw[dataset][marginalisation]``, (draws, bins))."""
+    sig = {ds: {m: np.asarray(v, dtype=float) for m, v in per.items()} for ds, per in per_draw.items()}
+    fc = cfg.forecast
+    return summarise(sig, np.asarray(masses, dtype=float), float(fc.threshold_sigma), int(fc.n_bootstrap),
+                     int(cfg.seed))
 
 
 def run_study(

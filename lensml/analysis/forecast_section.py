@@ -28,8 +28,13 @@ def nominal_results(summaries: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def lowers_significantly(r: Mapping[str, Any] | None, flux: Mapping[str, Any] | None) -> bool:
-    """True if a data set's M_min interval lies wholly below flux's (both entries of one marginalisation:
-    ``{"m_min_msun", "m_min_ci95"}``); False when either interval is missing."""
+    """True if a data set lowers M_min below flux's beyond the interval (both entries of one marginalisation):
+    from the paired ratio M_min(flux) / M_min(data set) when the summary has it (``m_min_ratio``: interval
+    above 1), else (summaries before it) when the data set's M_min interval lies wholly below flux's; False
+    when the intervals are missing."""
+    paired = (r or {}).get("m_min_ratio")
+    if paired is not None:
+        return paired.get("ci95") is not None and paired["ci95"][0] > 1.0
     hi = ((r or {}).get("m_min_ci95") or [None, None])[1]
     lo_f = ((flux or {}).get("m_min_ci95") or [None, None])[0]
     return hi is not None and lo_f is not None and hi < lo_f
@@ -62,6 +67,8 @@ def answer_rows(result: Mapping[str, Any]) -> list[list[str]]:
             ratio = "–"
             if ds != "flux" and r["m_min_msun"] and fr["m_min_msun"]:
                 ratio = f"x{fr['m_min_msun'] / r['m_min_msun']:.2f}"
+                ci = (r.get("m_min_ratio") or {}).get("ci95")
+                ratio += f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
             rows.append([marg, ds, _mass(r) + _interval(r), ratio])
     return rows
 
@@ -83,9 +90,18 @@ def verdict(result: Mapping[str, Any], marg: str = "macro_source", floor: str = 
         sig = lowers_significantly(r, f)
         parts.append(
             f"{ds} lowers M_min by x{f['m_min_msun'] / r['m_min_msun']:.2f} "
-            + ("(intervals disjoint)" if sig else "(M_min intervals overlap: not significant at this scale)")
+            + _significance(r, sig)
         )
     return f"Under `{marg}`: " + "; ".join(parts) + "." if parts else ""
+
+
+def _significance(r: Mapping[str, Any], sig: bool) -> str:
+    """How the verdict was reached: the paired ratio's interval, or (older summaries) the unpaired ones."""
+    ci = (r.get("m_min_ratio") or {}).get("ci95")
+    if "m_min_ratio" in r:
+        where = f"paired interval [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "paired interval undefined"
+        return f"({where}: {'significant' if sig else 'not significant at this scale'})"
+    return "(intervals disjoint)" if sig else "(M_min intervals overlap: not significant at this scale)"
 
 
 def efficiency(summaries: Mapping[str, Any], result: Mapping[str, Any], marg: str = "macro_source") -> str:

@@ -116,7 +116,7 @@ def load_net(run: Run, cfg: DictConfig) -> torch.nn.Module:
     weights = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
     extra: dict[str, Any] = {}
     if "head_norm" in cfg.model.net and "head.3.weight" in weights and "head.4.weight" not in weights:
-        extra["head_norm"] = "none"  # a residual net trained before the head's BatchNorm (lensml.models.resnet)
+        extra["head_norm"] = "none"  # a residual net trained before the head had BatchNorm
     net = instantiate(cfg.model.net, in_channels=in_channels, _convert_="all", **extra)
     net.load_state_dict(weights)
     return net.eval()

@@ -69,7 +69,7 @@ def head_norms(runs: Mapping[str, Mapping[str, Any]]) -> set[str]:
 
 
 def failure_cause(runs: Mapping[str, Mapping[str, Any]], dead: Mapping[str, int]) -> str:
-    """Why the runs of the ``dead`` variants (``not_learning``) failed, where it is known: a residual net whose
+    """Why the runs of the ``dead`` variants (``not_learning``) may have failed: a residual net whose
     head had no BatchNorm (``head_norm`` "none", or not recorded: runs made before the key existed); "" if
     none of them had it."""
     old = sorted({str(r["variant"]) for r in runs.values()
@@ -77,12 +77,12 @@ def failure_cause(runs: Mapping[str, Mapping[str, Any]], dead: Mapping[str, int]
                   and r.get("head_norm", "none") == "none"})
     if not old:
         return ""
-    return (f"The {', '.join(old)} run(s) had the head without BatchNorm (`model.net.head_norm=none`, the runs "
-            "made before it was added). That head can fail this way: in a probe of a stuck flux + velocity run, "
-            "all 64 hidden units of its head were dead on the target priors once the curriculum had moved to "
-            "them, so the network output a constant; with `head_norm=batch` (the default since) the same set-up "
-            "learns. Whether a run failed for this reason, or had nothing to learn from its input, only "
-            "retraining it with the current code tells.")
+    return (f"The {', '.join(old)} run(s) had the head without BatchNorm (`model.net.head_norm=none`, the "
+            "runs made before it was added). That head can fail this way: in a probe of a stuck flux + "
+            "velocity run, all 64 hidden units of its head were dead on the target priors once the "
+            "curriculum had moved to them, so the network output a constant; with `head_norm=batch` (the "
+            "default since) the same set-up learns. Whether a run failed for this reason, or had nothing to "
+            "learn from its input, only retraining it with the current code tells.")
 
 
 def paired_reading(c: Mapping[str, Any], reading: tuple[str, str, str, str, str], one_seed: bool,

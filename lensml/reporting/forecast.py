@@ -21,9 +21,12 @@ def render(r: Report) -> None:
         body = markdown(result).split("\n", 2)[2]  # drop the forecast's own title
         r.add(body)
         r.fig(f"forecast_{noise}.png", figure(result), f"forecast significance vs mass, noise={noise}")
+        rows = answer_rows(result)
+        paired = any("[" in row[3] for row in rows)  # summaries before the paired ratio have none
         r.add(
             "M_min per data set and what the velocity field buys (M_min of flux / M_min of the data set):\n\n"
-            + md_table(["marginalise", "data set", "M_min (M_sun) [95 %]", "factor"], answer_rows(result))
+            + md_table(["marginalise", "data set", "M_min (M_sun) [95 %]",
+                        "factor [paired 95 %]" if paired else "factor"], rows)
         )
         text = " ".join(x for x in (verdict(result), verdict(result, "macro_pixelated")) if x)
         if text:

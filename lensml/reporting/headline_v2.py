@@ -102,8 +102,8 @@ def render_long(r: Report) -> None:
         before, after = head_norms(base.get("runs") or {}), head_norms(h.get("runs") or {})
         if before != after:
             r.add(f"The two studies' networks differ in their head as well (`model.net.head_norm`: "
-                  f"{', '.join(sorted(before))} → {', '.join(sorted(after))}): a change from one to the other "
-                  "is training length and head together.\n")
+                  f"{', '.join(sorted(before))} → {', '.join(sorted(after))}): a change from one to the "
+                  "other is training length and head together.\n")
     render_m50(r, h)
     runs = {**(base or {}).get("runs", {}), **{f"long:{k}": v for k, v in h["runs"].items()}}
     r.fig("headline_long_learning_curves.png", plots.learning_curves(runs),

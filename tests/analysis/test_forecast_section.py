@@ -40,6 +40,17 @@ def test_factor_and_verdict_follow_the_intervals() -> None:
     assert "not significant" in verdict(overlapping)
 
 
+def test_the_paired_ratio_decides_where_the_summary_has_it() -> None:
+    """Overlapping unpaired intervals but a paired ratio interval above 1: significant (and the other way)."""
+    res = _result(4e9, 3.5e9, [3e9, 5e9], [2.5e9, 4.5e9])
+    vel = res["summary"]["results"]["flux+velocity@10"]["macro_source"]
+    vel["m_min_ratio"] = {"value": 4 / 3.5, "ci95": [1.05, 1.25], "significant": True}
+    assert answer_rows(res)[1][3] == "x1.14 [1.05, 1.25]"
+    assert "(paired interval [1.05, 1.25]: significant)" in verdict(res)
+    vel["m_min_ratio"]["ci95"] = [0.95, 1.3]
+    assert "(paired interval [0.95, 1.30]: not significant at this scale)" in verdict(res)
+
+
 def test_efficiency_reads_the_headline_rate_vs_mass() -> None:
     res = _result(4e9, 2e9, [3e9, 5e9], [1.5e9, 2.5e9])
     vm = {"edges": [9.0, 10.0, 11.0], "rate": [0.3, 0.7], "lo": [0.2, 0.6], "hi": [0.4, 0.8]}

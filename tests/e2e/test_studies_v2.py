@@ -34,6 +34,12 @@ def test_forecast_study_tiny_sharded_resumed_and_its_report_section(tmp_path: Pa
     assert res == json.loads((work / "nominal.json").read_text())["result"]
     assert list(s["forecast"]["noise"]) == ["nominal"] and res["n_draws"] == 2
     assert set(res["summary"]["results"]) == {"flux", "flux+velocity@10", "cube@4"}
+    assert "m_min_ratio" in res["summary"]["results"]["cube@4"]["macro"]  # paired M_min(flux) / M_min(cube)
+    kept = json.loads((work / "nominal.json").read_text())
+    kept["result"]["summary"] = {"stale": True}  # a summary of older summary code: made again from per_draw
+    (work / "nominal.json").write_text(json.dumps(kept))
+    again = run_tiny("forecast", tmp_path, "stage=summarise")["forecast"]["noise"]["nominal"]
+    assert again["summary"] == res["summary"]
     readme = build_report(tmp_path / "summaries", tmp_path / "rep", "forecast").read_text()
     assert "The information ceiling" in readme and "M_min per data set" in readme
     assert (tmp_path / "rep" / "figures" / "forecast_nominal.png").exists()
