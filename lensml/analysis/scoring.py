@@ -137,13 +137,18 @@ def data_key(cfg: DictConfig, n_test: int) -> str:
     return config_hash({"cache": cache_config(physics_config(cfg), int(cfg.data.seed)), "n_test": n_test})
 
 
-def render_test_split(cfg: DictConfig, n_test: int, batch: int = 256) -> dict[str, np.ndarray]:
-    """Samples ``0 .. n_test-1`` of the test split of ``cfg`` (physics + ``data.seed``)."""
+def render_test_split(cfg: DictConfig, n_test: int, batch: int = 256, residuals: bool = False
+                      ) -> dict[str, np.ndarray]:
+    """Samples ``0 .. n_test-1`` of the test split of ``cfg`` (physics + ``data.seed``); ``residuals``: with
+    the residuals about the true smooth model as well (``lensml.data.oracle.RESIDUAL_KEYS``)."""
+    from lensml.data.oracle import smooth_residuals
     from lensml.sim.simulator import build_simulator
 
     sim = build_simulator(physics_config(cfg))
+    seed = int(cfg.data.seed)
     parts = [
-        sim.sample_batch(int(cfg.data.seed), "test", list(range(i, min(i + batch, n_test))))
+        smooth_residuals(sim, seed, "test", np.arange(i, min(i + batch, n_test))) if residuals
+        else sim.sample_batch(seed, "test", list(range(i, min(i + batch, n_test))))
         for i in range(0, n_test, batch)
     ]
     return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
@@ -160,6 +165,7 @@ def predict(
     """P(subhalo) for every sample, inputs built by ``LensDataset`` with the run's channel mode."""
     n = len(samples["label"])
     norm = InputNorm.from_cfg(cfg.data)
+    oracle = bool(cfg.data.get("oracle_residual", False))  # input: residuals about the smooth model
     ds = LensDataset(
         MemorySource(samples),
         "test",
@@ -171,6 +177,7 @@ def predict(
         flux_norm=norm.flux_norm,
         flux_snr_scale=norm.flux_snr_scale,
         sigma_v_ref_kms=norm.sigma_v_ref_kms,
+        oracle_residual=oracle,
     )
     out = []
     for i in range(0, n, batch):
@@ -281,13 +288,15 @@ def score_runs(
         cfg = run_config(run, condition)
         n = int(n_test or pcfg.data.n_test)
         key = data_key(pcfg, n)
-        if key not in rendered:
+        oracle = bool(cfg.data.get("oracle_residual", False))  # the run reads residuals, not the images
+        rkey = f"{key}:residuals" if oracle else key  # the same samples, rendered with their residuals
+        if rkey not in rendered:
             if progress:
                 progress(f"render {n} test samples ({key}) for {list(condition)}")
-            samples = render_test_split(pcfg, n)
+            samples = render_test_split(pcfg, n, residuals=oracle)
             samples.update(arc_geometry(samples, float(pcfg.instrument.pixel_scale_arcsec)))
-            rendered[key] = samples
-        samples = rendered[key]
+            rendered[rkey] = samples
+        samples = rendered[rkey]
         probs = predict(load_net(run, cfg), cfg, samples)
         keep = {k: samples[k] for k in (*RAW_KEYS, "arc_distance_arcsec", "arc_flux_frac")}
         out[run.name] = {"probs": probs, **keep, "data_key": np.array(key)}

@@ -104,3 +104,31 @@ def test_a_residual_run_loads_with_the_head_it_was_trained_with(tmp_path, head_n
     x = torch.randn(2, 2, 64, 64)
     with torch.no_grad():
         assert torch.equal(net(x), trained.eval()(x))
+
+
+def test_an_oracle_residual_run_is_scored_on_residuals_not_on_the_images() -> None:
+    """``predict`` builds the inputs a run was trained on: the residual maps for ``data.oracle_residual``."""
+    import torch
+
+    from lensml.analysis.scoring import compose_train_config, predict
+    from lensml.sim.simulator import SUBHALO_METADATA_KEYS
+
+    class MeanOfInput(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(1, 2, 3))
+            return torch.stack([torch.zeros_like(m), 10 * m], dim=1)
+
+    rng = np.random.default_rng(0)
+    n = 4
+    samples = {
+        "label": np.array([0, 1, 0, 1]), "mass_msun": np.ones(n), "sub_x_arcsec": np.zeros(n),
+        "sub_y_arcsec": np.zeros(n), "flux": rng.uniform(0.1, 1.0, (n, 8, 8)).astype(np.float32),
+        "flux_sigma": np.full((n, 8, 8), 0.05, np.float32), "velocity": np.zeros((n, 8, 8), np.float32),
+        "sigma_v_kms": np.full((n, 8, 8), 10.0, np.float32), "mask": np.ones((n, 8, 8), bool),
+        "flux_resid_z": np.stack([np.full((8, 8), v, np.float32) for v in (-1.0, 2.0, -1.0, 2.0)]),
+        "velocity_resid_z": np.zeros((n, 8, 8), np.float32), "resid_mask": np.ones((n, 8, 8), bool),
+        "source_id": np.zeros(n), **{k: np.zeros(n) for k in SUBHALO_METADATA_KEYS},
+    }
+    cfg = compose_train_config(["data.channels=flux", "data.oracle_residual=true"])
+    p = predict(MeanOfInput(), cfg, samples)
+    assert np.allclose(p[[1, 3]], 1 / (1 + np.exp(-20.0))) and np.allclose(p[[0, 2]], 1 / (1 + np.exp(10.0)))
