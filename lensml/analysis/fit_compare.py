@@ -12,7 +12,9 @@ differences (fit flux+velocity - fit flux; fit - CNN per data set). M50 of each 
 Spec keys: ``conditions`` (``conditions_by_scale.<scale>`` wins), ``datasets`` (default [flux,
 flux_velocity]), ``n_test`` (per scale name, e.g. ``{tiny: 2, cpu: 32}``), ``fit`` (``conf/fit_detect.yaml``
 ``fit.*`` values; ``fit_by_scale.<scale>`` wins), ``cnn`` (data set -> CNN variant it is paired with),
-``m50_conditions``, ``mass_edges_log10``.
+``hybrid`` (data set -> a variant trained on oracle residuals: scored as ``hybrid:<data set>`` on the
+residuals about the fitted smooth model, ``lensml.analysis.hybrid``, beside ``oracle:<data set>``, the same
+runs on the true residuals), ``m50_conditions``, ``mass_edges_log10``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,29 @@ def run_fits_for(study: dict[str, Any], out_root: Path, shard: int = 0, n_shards
             run_fits(cfg)
 
 
+def _hybrid(spec: dict[str, Any], runs: dict[str, Any], preds: dict[str, Any], groups: dict[str, list[str]],
+            fits: dict[str, Any], condition: list[str], y: np.ndarray) -> dict[str, np.ndarray]:
+    """``hybrid:<data set>`` (the oracle-residual runs of ``spec["hybrid"][data set]`` on the residuals about
+    the fitted smooth models) and ``oracle:<data set>`` (the same runs on the true residuals), (runs, n)."""
+    from lensml.analysis.hybrid import fitted_residuals, hybrid_scores
+    from lensml.data.cache import physics_config
+    from lensml.inference import physics
+
+    out: dict[str, np.ndarray] = {}
+    sim = None
+    for dataset, variant in (spec.get("hybrid") or {}).items():
+        names = groups.get(variant) or []
+        if not names or dataset not in fits["results"]:
+            continue
+        sim = sim or physics.build_simulator(physics_config(fits["pcfg"]))
+        samples = fitted_residuals(sim, int(fits["data_seed"]), fits["results"][dataset])
+        if not np.array_equal(np.asarray(samples["label"]).astype(int), y):
+            raise DataError("fit_detect hybrid: the fitted samples' labels differ from the test set's")
+        out[f"hybrid:{dataset}"] = hybrid_scores(runs, names, condition, samples)
+        out[f"oracle:{dataset}"] = np.stack([preds[n]["probs"][: y.size] for n in names])
+    return out
+
+
 def summarise_fits(study: dict[str, Any], runs: dict[str, Any], preds: dict[str, Any], out_root: Path,
                    by_variant: Any, n_boot: int, rng: np.random.Generator) -> dict[str, Any]:
     """The block's summary: per condition the detectors' metrics and paired differences; M50; cost."""
@@ -115,6 +140,7 @@ def summarise_fits(study: dict[str, Any], runs: dict[str, Any], preds: dict[str,
                 raise DataError(f"fit_detect {cname}: the fitted samples are not the CNNs' test samples "
                                 f"(labels differ from run {names[0]}); the condition's physics must match")
             scores[f"cnn:{variant}"] = np.stack([preds[cname][n]["probs"][: y.size] for n in names])
+        scores.update(_hybrid(spec, runs, preds[cname], groups, fits, condition_overrides(study, cname), y))
         entry: dict[str, Any] = {"n": int(y.size), "n_pos": int(y.sum()), "detectors": {}, "comparisons": []}
         if y.all() or not y.any():
             out["conditions"][cname] = entry
@@ -123,6 +149,8 @@ def summarise_fits(study: dict[str, Any], runs: dict[str, Any], preds: dict[str,
             entry["detectors"][name] = {m: bootstrap_metric(s, y, m, n_boot=n_boot, rng=rng, fold_seeds=fold)
                                         for m in METRICS}
         pairs = [("fit:flux", "fit:flux_velocity")] + [(f"cnn:{v}", f"fit:{d}") for d, v in cnn_of.items()]
+        pairs += [(f"fit:{d}", f"hybrid:{d}") for d in (spec.get("hybrid") or {})]
+        pairs += [("hybrid:flux", "hybrid:flux_velocity")]
         for a, b in pairs:
             if a in scores and b in scores:
                 entry["comparisons"].append({"a": a, "b": b, **{

@@ -181,6 +181,15 @@ def render_m50(r: Report, h: Mapping[str, Any]) -> None:
     r.add(text)
 
 
+HYBRID_NOTE = (
+    "`hybrid:*` is the hybrid detector (`lensml.analysis.hybrid`): the network trained on the oracle "
+    "residuals (data − true smooth model) / sigma, fed the residuals about the *fitted* smooth model "
+    "instead; `oracle:*` is the same network on the true residuals (the bound it would reach with a perfect "
+    "fit). Hybrid below oracle measures what the imperfect fit costs; hybrid against `fit:*` whether a "
+    "network reads the residuals better than Delta chi^2 does.\n"
+)
+
+
 def render_fits(r: Report, h: Mapping[str, Any]) -> None:
     """Fit-then-detect beside the CNNs on the same first n test samples of some bins."""
     fd = h.get("fit_detect")
@@ -198,6 +207,8 @@ def render_fits(r: Report, h: Mapping[str, Any]) -> None:
                      *(fmt_ci(c["detectors"][d]["auc"]) if d in c["detectors"] else "–" for d in names),
                      fmt_ci(comp["auc"], True) if comp else "–"])
     cost = fd.get("cost") or {}
+    if any(n.startswith("hybrid:") for n in names):
+        r.add(HYBRID_NOTE)
     r.add("**Fit, then detect** (the lens modeller's detector, `lensml.inference.fit`: smooth model fitted, "
           "then smooth + subhalo; score Delta chi^2) on the first samples of some test bins, beside the CNNs "
           "on the very same samples (`clean_*`: sources without clumps or bulge, which the fitted disk model "

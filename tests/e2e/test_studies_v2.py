@@ -67,8 +67,10 @@ def test_headline_resnet_streams_on_the_fly_and_reports_m50_and_learning_curves(
     assert run["samples_seen_per_epoch"] == [48] and len(run["val_auc_per_epoch"]) == 1
     fd = s["fit_detect"]["conditions"]["clean_m1e10"]  # fits of the CNNs' first 5 test samples, paired
     assert fd["n"] == 5 and 0 < fd["n_pos"] < 5
-    assert set(fd["detectors"]) == {"fit:flux", "fit:flux_velocity", "cnn:flux", "cnn:flux_velocity"}
-    assert {(c["a"], c["b"]) for c in fd["comparisons"]} >= {("fit:flux", "fit:flux_velocity")}
+    assert set(fd["detectors"]) == {f"{kind}:{d}" for kind in ("fit", "cnn", "hybrid", "oracle")
+                                    for d in ("flux", "flux_velocity")}
+    assert {(c["a"], c["b"]) for c in fd["comparisons"]} >= {("fit:flux", "fit:flux_velocity"),
+                                                             ("fit:flux", "hybrid:flux")}
     assert len(list((tmp_path / "headline_resnet" / "fit_detect").rglob("0*.json"))) == 10
     readme = build_report(tmp_path / "summaries", tmp_path / "rep", "v2").read_text()
     assert "Headline (v2)" in readme and "**M50**" in readme
