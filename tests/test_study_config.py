@@ -36,10 +36,12 @@ def test_a_studys_own_scale_values_win_over_the_preset_and_the_command_line_over
 
 def test_a_study_composed_from_another_differs_only_where_it_says() -> None:
     """``headline_resnet_long`` takes ``headline_resnet`` through its defaults list: same runs and test sets,
-    its own name, sizes, single-seed intervals and no fit block."""
+    its own name, sizes, single-seed intervals, no fit block and the image variants only (not the
+    oracle-residual bound)."""
     base, long = load_study("headline_resnet", "cpu"), load_study("headline_resnet_long", "cpu")
-    for key in ("train", "common", "evaluate", "compare", "metrics", "sensitivity", "null_condition"):
+    for key in ("common", "evaluate", "compare", "metrics", "sensitivity", "null_condition"):
         assert long[key] == base[key], key
+    assert long["train"] == [v for v in base["train"] if not v["name"].endswith("_oracle")]
     assert long["name"] == "headline_resnet_long" and long["fit_detect"] is None and not long["fold_seeds"]
     assert (long["scale"]["n_train"] * long["scale"]["epochs"], long["scale"]["seeds"]) == (65536 * 16, [0])
     assert long["scale"]["n_test"] == base["scale"]["n_test"]  # the headline's test-set size, so comparable
