@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,12 +17,23 @@ COLORS = {
     "dual_stream": "tab:orange",
     "dual_shuffled": "tab:green",
     "velocity_only": "tab:purple",
+    "flux": "tab:blue",
+    "flux_velocity": "tab:orange",
+    "shuffled_velocity": "tab:green",
+    "mask_only": "tab:brown",
+    "flux_snr": "tab:cyan",
+    "flux_mask": "tab:olive",
+    "flux_velocity_snr": "tab:red",
+    "flux_oracle": "tab:gray",
+    "flux_velocity_oracle": "tab:pink",
 }
 DPI = 80
 
 
 def color(variant: str) -> str:
-    return COLORS.get(variant, f"C{abs(hash(variant)) % 10}")
+    """The variant's colour: named ones fixed, others from a stable hash of the name (the same in every
+    process, so a regenerated figure is the same file)."""
+    return COLORS.get(variant, f"C{zlib.crc32(variant.encode()) % 10}")
 
 
 def _plot_rocs(

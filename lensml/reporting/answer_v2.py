@@ -13,7 +13,7 @@ from lensml.analysis.forecast_section import lowers_significantly, results_by_no
 from lensml.analysis.markdown import fmt_ci
 from lensml.reporting.ablations_v2 import failure_cause, not_learning
 from lensml.reporting.core import Report
-from lensml.reporting.headline_v2 import fmt_m50, fmt_mass, lowest_centre
+from lensml.reporting.headline_v2 import against_seed_spread, fmt_m50, fmt_mass, lowest_centre
 from lensml.reporting.tables import pair, verdict
 
 Summaries = Mapping[str, Mapping[str, Any]]
@@ -99,6 +99,9 @@ def answer(s: Summaries) -> dict[str, Any] | None:
             "samples": long["scale"]["n_train"] * long["scale"]["epochs"],
             "seeds": len(long["scale"].get("seeds") or []),
             "verdicts": _by_verdict(long["conditions"], lbins, FLUX, FV),
+            "seed_spread": ([[c for c, _, _ in part if c in lbins]
+                             for part in against_seed_spread(long, s.get("headline_resnet"))]
+                            if len(long["scale"].get("seeds") or []) == 1 else None),
             "best": {v: max(((long["conditions"][c]["variants"][v]["auc"], c) for c in lbins),
                             key=lambda x: x[0]["value"]) for v in (FLUX, FV)
                      if lbins and all(v in long["conditions"][c]["variants"] for c in lbins)},
@@ -123,6 +126,16 @@ def answer(s: Summaries) -> dict[str, Any] | None:
 
 #: the known cause of a failed residual-net training (``ablations_v2.failure_cause``), as a clause
 OLD_HEAD = ": trained with the head without BatchNorm, which can fail this way; to be retrained"
+
+
+def _spread_clause(split: list[list[str]] | None) -> str:
+    """With one seed: the bins whose significant Δ exceeds the headline's seed-to-seed AUC range, and those
+    within it (``[beyond, within]`` of ``headline_v2.against_seed_spread``; "" without a seed spread)."""
+    if not split or not any(split):
+        return ""
+    beyond, within = (", ".join(f"`{c}`" for c in part) or "no bin" for part in split)
+    return (f" One seed: larger than the headline's seed-to-seed AUC range in {beyond}, within it in "
+            f"{within} (not attributed to the input); to be confirmed with more seeds.")
 
 
 def _verdict_line(by: Mapping[str, list[str]]) -> str:
@@ -205,7 +218,8 @@ def render(r: Report) -> None:
         lines.append(
             f"- **Trained longer** ({lg['samples'] / 1e6:.2f}M samples per run, {lg['seeds']} seed"
             f"{'s' if lg['seeds'] != 1 else ''}): best AUC {best}. "
-            + (f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}." if not lg["not_learning"] else
+            + (f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}." + _spread_clause(lg["seed_spread"])
+               if not lg["not_learning"] else
                f"No comparison: the {', '.join(lg['not_learning'])} run did not learn (a failed training"
                + (f"{OLD_HEAD})." if lg["old_head"] else ")."))
         )

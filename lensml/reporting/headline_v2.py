@@ -12,7 +12,7 @@ import numpy as np
 from lensml.analysis import plots
 from lensml.analysis.forecast_section import nominal_results
 from lensml.analysis.markdown import fmt_ci, md_table
-from lensml.reporting.ablations_v2 import failure_cause, head_norms, not_learning
+from lensml.reporting.ablations_v2 import failure_cause, head_norms, not_learning, seed_spread
 from lensml.reporting.core import Report
 from lensml.reporting.tables import above, fmt_seeds, pair, verdict
 
@@ -56,6 +56,41 @@ def _pairs(h: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(c["a"], c["b"]) for c in first["comparisons"]]
 
 
+def against_seed_spread(h: Mapping[str, Any], base: Mapping[str, Any] | None
+                        ) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+    """For a study with one seed per variant: its significant paired ΔAUCs (bin, Δ, the ``base`` study's
+    seed-to-seed AUC range in that bin) split into those larger than that range and those within it (which
+    the single-seed interval does not fold in, so they are not attributed to the input)."""
+    beyond: list[tuple[str, float, float]] = []
+    within: list[tuple[str, float, float]] = []
+    for cname, c in h["conditions"].items():
+        spread = seed_spread(base, cname)
+        for a, b in _pairs(h):
+            comp = pair(c, a, b)
+            if comp is None or spread is None or comp["auc"]["ci"][0] <= 0 <= comp["auc"]["ci"][1]:
+                continue
+            d = float(comp["auc"]["value"])
+            (beyond if abs(d) > spread[0] else within).append((cname, d, float(spread[0])))
+    return beyond, within
+
+
+def _spread_note(h: Mapping[str, Any], base: Mapping[str, Any] | None) -> str:
+    """The one-seed caveat of ``against_seed_spread`` as a paragraph ("" with more seeds or no base)."""
+    if base is None or len(h["scale"].get("seeds") or []) != 1:
+        return ""
+    beyond, within = against_seed_spread(h, base)
+    if not (beyond or within):
+        return ""
+
+    def fmt(xs: list[tuple[str, float, float]]) -> str:
+        return ", ".join(f"`{c}` {d:+.3f} (range {s:.3f})" for c, d, s in xs) or "none"
+
+    return ("One network seed per variant: the intervals above are over test samples only. Against the "
+            f"seed-to-seed AUC range of `{STUDY}` in the same bin, the significant differences are larger in "
+            f"{fmt(beyond)}; within it in {fmt(within)} (not attributed to the input). More seeds of this "
+            "study would fold the seed spread in.\n")
+
+
 def render(r: Report) -> None:
     h = r.s.get(STUDY)
     if not h:
@@ -88,6 +123,8 @@ def render_long(r: Report) -> None:
               + failure_cause(h.get("runs") or {}, dead) + "\n")
     _render_bins(r, h)
     base = r.s.get(STUDY)
+    if note := _spread_note(h, base):
+        r.add(note)
     if base:
         variants = list(dict.fromkeys(v for c in h["conditions"].values() for v in c["variants"]))
         rows = []

@@ -70,3 +70,17 @@ def test_render_writes_the_answer_with_the_ceiling_ratio(tmp_path: Path) -> None
     assert "(same network and budget, 1 seed per variant;" in text
     assert "mask alone 0.520 [0.500, 0.540]" in text
     assert "better (interval > 0): `m1e11`" in text and "`m1e11_psf0.2`" in text
+    assert "One seed:" not in text  # the headline here has no seed spread to judge the one seed against
+
+
+def test_a_one_seed_difference_is_judged_against_the_headline_seed_spread(tmp_path: Path) -> None:
+    s = _summaries()
+    for cname, values in (("m1e9", [0.49, 0.50, 0.51]), ("m1e11", [0.69, 0.70, 0.71])):
+        s["headline_resnet"]["conditions"][cname]["variants"]["flux"]["auc"]["seed_values"] = values
+    s["headline_resnet_long"]["conditions"] = {"m1e9": _cond(0.50, 0.49, (-0.01, -0.015, -0.005)),
+                                               "m1e11": _cond(0.80, 0.75, (-0.05, -0.07, -0.03))}
+    assert answer(s)["long"]["seed_spread"] == [["m1e11"], ["m1e9"]]
+    r = Report(tmp_path, s, tmp_path)
+    render(r)
+    assert ("One seed: larger than the headline's seed-to-seed AUC range in `m1e11`, within it in `m1e9`"
+            in "".join(r.md))
