@@ -36,6 +36,10 @@ READINGS: tuple[tuple[str, str, str, str, str], ...] = (
     ("flux_snr", "flux_velocity_snr", "velocity added to the S/N-scaled flux",
      "with the flux scaled well, the velocity map helps",
      "with the flux scaled well, the velocity map costs"),
+    ("mask_only", "velocity_only", "the velocity map instead of the mask: the same outline (the map is 0 "
+     "outside the mask) plus the velocities inside it",
+     "the velocities inside the outline tell the network something the outline does not",
+     "the network does worse with the velocities than with the bare outline"),
 )
 
 
@@ -146,7 +150,8 @@ def render(r: Report) -> None:
     for cname, c in conds.items():
         spread = seed_spread(r.s.get("headline_resnet"), cname)
         parts = [paired_reading(c, rd, one_seed, spread, dead) for rd in READINGS]
-        parts += [alone_reading(c, "velocity_only", "the velocity map", dead),
+        parts += [alone_reading(c, "velocity_only", "the velocity map (0 outside the observed mask, so it "
+                                "holds the mask's outline too)", dead),
                   alone_reading(c, "mask_only", "the mask", dead)]
         parts = [p for p in parts if p]
         if parts:
