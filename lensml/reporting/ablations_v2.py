@@ -45,10 +45,12 @@ READINGS: tuple[tuple[str, str, str, str, str], ...] = (
 
 def seed_spread(head: Mapping[str, Any] | None, cname: str) -> tuple[float, str] | None:
     """The largest seed-to-seed AUC range (and its variant) of the ``headline_resnet`` study in test bin
-    ``cname``; None without one."""
+    ``cname``, over the variants its paired comparisons compare (the image detectors, not the oracle-residual
+    bound trained on other inputs); None without one."""
     c = (head or {}).get("conditions", {}).get(cname)
+    compared = {x[k] for x in (c or {}).get("comparisons", []) for k in ("a", "b")}
     ranges = [(max(sv) - min(sv), v) for v, e in (c or {}).get("variants", {}).items()
-              if len(sv := e["auc"].get("seed_values") or []) > 1]
+              if v in compared and len(sv := e["auc"].get("seed_values") or []) > 1]
     return max(ranges) if ranges else None
 
 

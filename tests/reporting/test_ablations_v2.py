@@ -39,7 +39,9 @@ def test_with_one_seed_an_effect_inside_the_headline_seed_spread_is_not_attribut
     assert "learning limit" in paired_reading(c, MASK, False, (0.024, "flux"))  # several seeds: folded
     head = {"conditions": {"m1e11": {"variants": {
         "flux": {"auc": {"seed_values": [0.65, 0.66]}},
-        "flux_velocity": {"auc": {"seed_values": [0.62, 0.66, 0.64]}}}}}}  # fmt: skip
+        "flux_velocity": {"auc": {"seed_values": [0.62, 0.66, 0.64]}},
+        "flux_oracle": {"auc": {"seed_values": [0.80, 0.99]}}},  # not compared: not the yardstick
+        "comparisons": [{"a": "flux", "b": "flux_velocity"}]}}}  # fmt: skip
     spread = seed_spread(head, "m1e11")
     assert spread[1] == "flux_velocity" and abs(spread[0] - 0.04) < 1e-12
     assert seed_spread(head, "m3e11") is None and seed_spread(None, "m1e11") is None
