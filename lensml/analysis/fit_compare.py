@@ -149,7 +149,7 @@ def summarise_fits(study: dict[str, Any], runs: dict[str, Any], preds: dict[str,
             entry["detectors"][name] = {m: bootstrap_metric(s, y, m, n_boot=n_boot, rng=rng, fold_seeds=fold)
                                         for m in METRICS}
         pairs = [("fit:flux", "fit:flux_velocity")] + [(f"cnn:{v}", f"fit:{d}") for d, v in cnn_of.items()]
-        pairs += [(f"fit:{d}", f"hybrid:{d}") for d in (spec.get("hybrid") or {})]
+        pairs += [(f"{a}:{d}", f"hybrid:{d}") for d in (spec.get("hybrid") or {}) for a in ("fit", "oracle")]
         pairs += [("hybrid:flux", "hybrid:flux_velocity")]
         for a, b in pairs:
             if a in scores and b in scores:

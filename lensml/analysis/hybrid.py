@@ -3,14 +3,16 @@
 The CNN is a run trained on the *oracle* residuals (``data.oracle_residual=true``: ``(data - true smooth
 model) / sigma``, ``lensml.data.oracle``), which detects a subhalo almost perfectly when the smooth model is
 known. The hybrid feeds it the residuals about the *fitted* smooth model instead (``lensml.inference.fit``:
-the fit of each test sample, cached by ``lensml.fit_detect``), in units of the reported sigmas (what an
-observer has), so it needs fits on the test samples only. Its AUC against the fit's own score (Delta chi^2)
-and against the same CNN on the oracle residuals says how much of the oracle bound survives a fitted,
-imperfect smooth model.
+the fit of each test sample, cached by ``lensml.fit_detect``), in units of the same noise-model sigmas the
+network was trained with, evaluated on the fitted model (with the draws' peak S/N and line width, which the
+simulator's reported sigmas use too), so a gap to the oracle is the fit's, not a change of units. It needs
+fits on the test samples only (made with ``fit.start=grid``: an oracle start is refused). Its AUC against
+the fit's own score (Delta chi^2) and against the same CNN on the oracle residuals says how much of the
+oracle bound survives a fitted, imperfect smooth model.
 
-Residual maps (as ``lensml.data.oracle.smooth_residuals``, with the fitted model ``f0``, ``v0``):
-``flux_resid_z = (flux - f0) / flux_sigma`` in every pixel; ``velocity_resid_z = (velocity - v0) /
-sigma_v_kms`` inside the observed mask and the fitted model's noiseless mask (``f0`` above
+Residual maps (``lensml.data.oracle.add_residuals``, with the fitted model ``f0``, ``v0``):
+``flux_resid_z = (flux - f0) / sigma_f(f0)`` in every pixel; ``velocity_resid_z = (velocity - v0) /
+sigma_v(f0)`` inside the observed mask and the fitted model's noiseless mask (``f0`` above
 ``noise.mask_frac_of_peak`` of its peak), 0 elsewhere (and 0 for a flux-only fit, which has no velocity
 model); ``resid_mask`` marks those pixels.
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lensml.data.oracle import add_residuals
 from lensml.errors import ConfigError
 
 
@@ -41,6 +44,9 @@ def fitted_smooth_maps(sim: Any, draws: Any, k: int, fit: Mapping[str, Any]) -> 
 def fitted_residuals(sim: Any, seed: int, fits: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Test samples ``fit["index"]`` of ``(seed, "test")`` (``sample_batch`` dict) with
     ``lensml.data.oracle.RESIDUAL_KEYS`` about their fitted smooth models (module docstring)."""
+    if any((f.get("smooth") or {}).get("start") == "oracle" for f in fits):
+        raise ConfigError("the hybrid detector needs fits made from the data (fit.start=grid); these fits "
+                          "started at the true parameters")
     idx = [int(f["index"]) for f in fits]
     data = sim.sample_batch(seed, "test", idx)
     draws = sim.draw_batch(seed, "test", np.asarray(idx))
@@ -50,15 +56,8 @@ def fitted_residuals(sim: Any, seed: int, fits: Sequence[Mapping[str, Any]]) -> 
     with_velocity = np.array([f.get("dataset") == "flux_velocity" for f in fits])
     peak = f0.reshape(len(idx), -1).max(axis=1)
     model_mask = f0 > float(sim.noise.mask_frac_of_peak) * peak[:, None, None]
-    m = np.asarray(data["mask"], bool) & model_mask & with_velocity[:, None, None]
-    floor = 1e-12 * np.maximum(peak, 1e-300)[:, None, None]
-    sig_f = np.maximum(np.asarray(data["flux_sigma"], np.float64), floor)
-    sig_v = np.maximum(np.asarray(data["sigma_v_kms"], np.float64), 1e-6)
-    data["flux_resid_z"] = ((np.asarray(data["flux"], np.float64) - f0) / sig_f).astype(np.float32)
-    data["velocity_resid_z"] = np.where(m, (np.asarray(data["velocity"], np.float64) - v0) / sig_v,
-                                        0.0).astype(np.float32)
-    data["resid_mask"] = m
-    return data
+    model_mask &= with_velocity[:, None, None]
+    return add_residuals(data, f0, v0, model_mask, draws, sim.noise)
 
 
 def hybrid_scores(runs: Mapping[str, Any], names: Sequence[str], condition: Sequence[str],

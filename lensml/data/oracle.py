@@ -30,21 +30,28 @@ RESIDUAL_KEYS: tuple[str, ...] = ("flux_resid_z", "velocity_resid_z", "resid_mas
 
 def smooth_residuals(sim: Any, seed: int, split: str, indices: np.ndarray) -> dict[str, np.ndarray]:
     """Samples ``indices`` of ``split`` (``sample_batch`` dict) plus ``RESIDUAL_KEYS`` (module docstring)."""
-    from lensml.sim.velocity_noise import flux_sigma, velocity_sigma_kms
-
     idx = [int(i) for i in indices]
     data = sim.sample_batch(seed, split, idx)
     draws = sim.draw_batch(seed, split, np.asarray(idx))
     smooth = sim.render_noiseless(dataclasses.replace(draws, present=np.zeros(len(idx), bool)), split)
-    nz = sim.noise
-    f0 = smooth["flux"].astype(np.float64)
-    peak = f0.reshape(len(idx), -1).max(axis=1)
-    sig_f = flux_sigma(f0, peak, draws.peak_snr, nz.background_sigma_frac)
+    return add_residuals(data, smooth["flux"], smooth["velocity"], smooth["mask"], draws, sim.noise)
+
+
+def add_residuals(data: dict[str, np.ndarray], f0: np.ndarray, v0: np.ndarray, model_mask: np.ndarray,
+                  draws: Any, noise: Any) -> dict[str, np.ndarray]:
+    """``data`` with ``RESIDUAL_KEYS`` about the smooth model ``f0`` (flux units), ``v0`` (km/s), noiseless
+    mask ``model_mask``: the noise model's sigmas on ``f0`` and its peak with the draws' peak S/N and line
+    width (module docstring); velocity residuals inside the observed mask and ``model_mask`` only."""
+    from lensml.sim.velocity_noise import flux_sigma, velocity_sigma_kms
+
+    f0 = np.asarray(f0, np.float64)
+    peak = f0.reshape(len(f0), -1).max(axis=1)
+    sig_f = flux_sigma(f0, peak, draws.peak_snr, noise.background_sigma_frac)
     sig_f = np.maximum(sig_f, 1e-12 * np.maximum(peak, 1e-300)[:, None, None])
-    sig_v = velocity_sigma_kms(f0, peak, draws.peak_snr, nz.background_sigma_frac, draws.sigma_line_kms,
-                               nz.kappa, nz.sigma_v_floor_kms, nz.sigma_v_max_kms)
-    m = np.asarray(data["mask"], bool) & smooth["mask"]
-    dv = data["velocity"].astype(np.float64) - smooth["velocity"]
+    sig_v = velocity_sigma_kms(f0, peak, draws.peak_snr, noise.background_sigma_frac, draws.sigma_line_kms,
+                               noise.kappa, noise.sigma_v_floor_kms, noise.sigma_v_max_kms)
+    m = np.asarray(data["mask"], bool) & np.asarray(model_mask, bool)
+    dv = data["velocity"].astype(np.float64) - v0
     zv = np.where(m, dv / np.maximum(sig_v, 1e-6), 0.0)
     data["flux_resid_z"] = ((data["flux"] - f0) / sig_f).astype(np.float32)
     data["velocity_resid_z"] = zv.astype(np.float32)

@@ -1,4 +1,4 @@
-"""Report figures: a variant's colour is the same in every process (regenerated figures are the same files)."""
+"""Report figures: a variant's colour is the same in every process (a regenerated figure is the same file)."""
 
 from __future__ import annotations
 
