@@ -75,7 +75,7 @@ def answer_rows(result: Mapping[str, Any]) -> list[list[str]]:
 
 def verdict(result: Mapping[str, Any], marg: str = "macro_source", floor: str = "10") -> str:
     """One sentence: does the moment map (at ``floor`` km/s) and the cube lower M_min beyond its interval
-    under marginalisation ``marg``? Judged from the flux-only M_min interval."""
+    under marginalisation ``marg``? Judged by ``lowers_significantly`` (the paired ratio's interval)."""
     res = result["summary"]["results"]
     if marg not in res["flux"]:
         return ""
@@ -100,7 +100,9 @@ def _significance(r: Mapping[str, Any], sig: bool) -> str:
     ci = (r.get("m_min_ratio") or {}).get("ci95")
     if "m_min_ratio" in r:
         where = f"paired interval [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "paired interval undefined"
-        return f"({where}: {'significant' if sig else 'not significant at this scale'})"
+        raises = ci is not None and ci[1] < 1.0  # the whole interval below 1: M_min significantly higher
+        word = "significant" if sig else "raises M_min" if raises else "not significant at this scale"
+        return f"({where}: {word})"
     return "(intervals disjoint)" if sig else "(M_min intervals overlap: not significant at this scale)"
 
 

@@ -30,9 +30,11 @@ def m_min_ratio(flux: float | None, other: float | None, boot_flux: list[float |
     from the same draws); ``ci95`` None when fewer than 90 % of the resamples have both M_min inside the
     mass bins; ``significant``: the interval excludes 1."""
     pairs = [a / b for a, b in zip(boot_flux, boot_other) if a is not None and b is not None]
-    ci = np.quantile(pairs, [0.025, 0.975]).tolist() if len(pairs) > 0.9 * len(boot_flux) else None
+    value = None if flux is None or other is None else flux / other
+    ok = value is not None and len(pairs) > 0.9 * len(boot_flux)  # no interval without a point estimate
+    ci = np.quantile(pairs, [0.025, 0.975]).tolist() if ok else None
     return {
-        "value": None if flux is None or other is None else flux / other,
+        "value": value,
         "ci95": ci,
         "significant": ci is not None and (ci[0] > 1.0 or ci[1] < 1.0),
     }

@@ -204,7 +204,8 @@ def render(r: Report) -> None:
     if groups:
         lines.append(
             "- **Ceiling** (forecast, macro lens + source marginalised; M_min at 5 sigma, and the factor by "
-            "which the velocity map lowers it at each velocity floor; n.s.: the M_min intervals overlap): "
+            "which the velocity map lowers it at each velocity floor; n.s.: not significantly lower, from "
+            "the paired ratio's interval or, in older summaries, overlapping M_min intervals): "
             + "; ".join(groups) + "."
         )
     if a.get("robustness"):

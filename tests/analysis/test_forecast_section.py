@@ -58,3 +58,10 @@ def test_efficiency_reads_the_headline_rate_vs_mass() -> None:
     text = efficiency({"headline": {"sensitivity": sens}}, res)
     assert "baseline: M50 1e+10 M_sun, efficiency 0.4" in text
     assert "no headline study summary" in efficiency({}, res)
+
+
+def test_a_paired_interval_wholly_below_one_reads_as_a_higher_m_min() -> None:
+    res = _result(4e9, 5e9, [3e9, 5e9], [4e9, 6e9])
+    vel = res["summary"]["results"]["flux+velocity@10"]["macro_source"]
+    vel["m_min_ratio"] = {"value": 0.8, "ci95": [0.7, 0.9], "significant": True}
+    assert "(paired interval [0.70, 0.90]: raises M_min)" in verdict(res)

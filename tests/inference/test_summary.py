@@ -32,3 +32,10 @@ def test_the_paired_m_min_ratio_sees_a_gain_the_unpaired_intervals_hide() -> Non
     r = same["results"]["copy"]["macro"]["m_min_ratio"]
     assert r["value"] == 1.0 and r["ci95"] == [1.0, 1.0] and not r["significant"]
     assert "m_min_ratio" not in same["results"]["flux"]["macro"]
+
+
+def test_no_ratio_interval_without_a_point_estimate() -> None:
+    from lensml.inference.summary import m_min_ratio
+
+    r = m_min_ratio(None, 1e9, [2e9] * 10, [1e9] * 10)
+    assert r["value"] is None and r["ci95"] is None and not r["significant"]
