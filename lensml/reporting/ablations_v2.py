@@ -74,13 +74,18 @@ def head_norms(runs: Mapping[str, Mapping[str, Any]]) -> set[str]:
             if str(r.get("model") or "").startswith("resnet")}
 
 
+def old_head_variants(runs: Mapping[str, Mapping[str, Any]], dead: Mapping[str, int]) -> list[str]:
+    """The ``dead`` variants with a residual-net run trained with the head without BatchNorm, sorted."""
+    return sorted({str(r["variant"]) for r in runs.values()
+                   if r.get("variant") in dead and str(r.get("model") or "").startswith("resnet")
+                   and r.get("head_norm", "none") == "none"})
+
+
 def failure_cause(runs: Mapping[str, Mapping[str, Any]], dead: Mapping[str, int]) -> str:
     """Why the runs of the ``dead`` variants (``not_learning``) may have failed: a residual net whose
     head had no BatchNorm (``head_norm`` "none", or not recorded: runs made before the key existed); "" if
     none of them had it."""
-    old = sorted({str(r["variant"]) for r in runs.values()
-                  if r.get("variant") in dead and str(r.get("model") or "").startswith("resnet")
-                  and r.get("head_norm", "none") == "none"})
+    old = old_head_variants(runs, dead)
     if not old:
         return ""
     return (f"The {', '.join(old)} run(s) had the head without BatchNorm (`model.net.head_norm=none`, the "

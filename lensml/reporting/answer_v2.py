@@ -11,7 +11,7 @@ from typing import Any
 
 from lensml.analysis.forecast_section import lowers_significantly, results_by_noise
 from lensml.analysis.markdown import fmt_ci
-from lensml.reporting.ablations_v2 import failure_cause, not_learning
+from lensml.reporting.ablations_v2 import not_learning, old_head_variants
 from lensml.reporting.core import Report
 from lensml.reporting.headline_v2 import against_seed_spread, fmt_m50, fmt_mass, lowest_centre
 from lensml.reporting.tables import pair, verdict
@@ -95,7 +95,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         lbins = [c for c in bins if c in long["conditions"]]
         out["long"] = {
             "not_learning": sorted(dead_long := not_learning(long.get("runs") or {})),
-            "old_head": bool(failure_cause(long.get("runs") or {}, dead_long)),
+            "old_head": old_head_variants(long.get("runs") or {}, dead_long),
             "samples": long["scale"]["n_train"] * long["scale"]["epochs"],
             "seeds": len(long["scale"].get("seeds") or []),
             "verdicts": _by_verdict(long["conditions"], lbins, FLUX, FV),
@@ -113,7 +113,7 @@ def answer(s: Summaries) -> dict[str, Any] | None:
         n = f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0])
         out["ablation_seeds"] = f"{n} seed{'' if n == '1' else 's'} per variant"
         out["ablation_not_learning"] = sorted(dead_ab := not_learning(ab.get("runs") or {}))
-        out["ablation_old_head"] = bool(failure_cause(ab.get("runs") or {}, dead_ab))
+        out["ablation_old_head"] = old_head_variants(ab.get("runs") or {}, dead_ab)
         out["ablations"] = {
             cname: {"shuffled": pair(c, FV, "shuffled_velocity"), "velocity": pair(c, FLUX, FV),
                     "snr": pair(c, FLUX, "flux_snr"),
@@ -124,8 +124,11 @@ def answer(s: Summaries) -> dict[str, Any] | None:
     return out
 
 
-#: the known cause of a failed residual-net training (``ablations_v2.failure_cause``), as a clause
-OLD_HEAD = ": trained with the head without BatchNorm, which can fail this way; to be retrained"
+def _old_head(variants: list[str]) -> str:
+    """The known possible cause of failed trainings, naming the variants it applies to ("" for none)."""
+    if not variants:
+        return ""
+    return f"; {', '.join(variants)} trained with the head without BatchNorm, which can fail this way"
 
 
 def _spread_clause(split: list[list[str]] | None) -> str:
@@ -222,7 +225,7 @@ def render(r: Report) -> None:
             + (f"ΔAUC per mass bin — {_verdict_line(lg['verdicts'])}." + _spread_clause(lg["seed_spread"])
                if not lg["not_learning"] else
                f"No comparison: the {', '.join(lg['not_learning'])} run did not learn (a failed training"
-               + (f"{OLD_HEAD})." if lg["old_head"] else ")."))
+               + _old_head(lg["old_head"]) + ").")
         )
     if a.get("ablations"):
         parts = []
@@ -244,7 +247,7 @@ def render(r: Report) -> None:
         head = f"- **Ablations** (same network and budget, {seeds}; "
         dead = a["ablation_not_learning"]
         tail = (f" Runs that did not learn: {', '.join(dead)}"
-                + (OLD_HEAD if a["ablation_old_head"] else "") + ".") if dead else ""
+                + _old_head(a["ablation_old_head"]) + ".") if dead else ""
         lines.append(head + "the section below judges each effect against the seed spread): "
                      + "; ".join(parts) + "." + tail)
     r.add("\n".join(lines) + "\n")

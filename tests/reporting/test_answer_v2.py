@@ -84,3 +84,16 @@ def test_a_one_seed_difference_is_judged_against_the_headline_seed_spread(tmp_pa
     render(r)
     assert ("One seed: larger than the headline's seed-to-seed AUC range in `m1e11`, within it in `m1e9`"
             in "".join(r.md))
+
+
+def test_the_old_head_is_named_only_for_the_failed_runs_that_had_it(tmp_path: Path) -> None:
+    s = _summaries()
+    stuck = [0.51, 0.5, 0.5]
+    s["ablations_resnet"]["runs"] = {
+        "a": {"variant": "flux_mask", "model": "resnet", "val_auc_per_epoch": stuck},
+        "b": {"variant": "velocity_only", "model": "resnet", "head_norm": "batch", "val_auc_per_epoch": stuck}}
+    r = Report(tmp_path, s, tmp_path)
+    render(r)
+    text = "".join(r.md)
+    assert ("Runs that did not learn: flux_mask, velocity_only; flux_mask trained with the head without "
+            "BatchNorm, which can fail this way.") in text
