@@ -91,7 +91,8 @@ def test_the_old_head_is_named_only_for_the_failed_runs_that_had_it(tmp_path: Pa
     stuck = [0.51, 0.5, 0.5]
     s["ablations_resnet"]["runs"] = {
         "a": {"variant": "flux_mask", "model": "resnet", "val_auc_per_epoch": stuck},
-        "b": {"variant": "velocity_only", "model": "resnet", "head_norm": "batch", "val_auc_per_epoch": stuck}}
+        "b": {"variant": "velocity_only", "model": "resnet", "head_norm": "batch",
+              "val_auc_per_epoch": stuck}}
     r = Report(tmp_path, s, tmp_path)
     render(r)
     text = "".join(r.md)
