@@ -86,6 +86,9 @@ def differences(run_dir: Path, cfg: DictConfig) -> list[str] | None:
     old = recorded_identity(run_dir)
     if old is None:
         return None
+    net = (old.get("model") or {}).get("net")
+    if isinstance(net, dict) and "resnet" in str(net.get("_target_", "")):
+        net.setdefault("head_norm", "none")  # recorded before the key existed: the head without BatchNorm
     # through JSON, as the record is stored (tuples become lists, keys strings)
     new = json.loads(json.dumps(run_identity(cfg), default=str))
     return _diff(old, new)

@@ -90,3 +90,14 @@ def test_the_head_a_residual_run_was_trained_with_is_read_from_its_record(tmp_pa
     assert run_identity.head_norm(old) == "none"
     _finished(tmp_path / "cnn", "model=baseline")
     assert run_identity.head_norm(tmp_path / "cnn") is None and run_identity.head_norm(tmp_path / "x") is None
+
+
+def test_a_residual_run_recorded_before_head_norm_matches_head_norm_none(tmp_path: Path) -> None:
+    rd = tmp_path / "old"
+    _finished(rd, "model=resnet", "model.net.head_norm=none")
+    record = rd / run_identity.RECORD
+    rec = json.loads(record.read_text())
+    del rec["identity"]["model"]["net"]["head_norm"]
+    record.write_text(json.dumps(rec))
+    assert run_identity.differences(rd, _cfg(rd, "model=resnet", "model.net.head_norm=none")) == []
+    assert run_identity.differences(rd, _cfg(rd, "model=resnet")) == ["model.net.head_norm"]
