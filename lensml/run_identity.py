@@ -71,13 +71,19 @@ def record(run_dir: Path, cfg: DictConfig) -> None:
 
 def recorded_identity(run_dir: Path) -> dict[str, Any] | None:
     """The identity a run was trained with: from its record, else from its ``resolved_config.yaml``; None if
-    it has neither."""
+    it has neither. A residual net recorded before ``model.net.head_norm`` existed gets ``"none"`` (the head
+    without BatchNorm it was trained with)."""
     rd = Path(run_dir)
     if (rd / RECORD).exists():
-        return json.loads((rd / RECORD).read_text())["identity"]
-    if (rd / "resolved_config.yaml").exists():
-        return run_identity(OmegaConf.load(rd / "resolved_config.yaml"))
-    return None
+        identity = json.loads((rd / RECORD).read_text())["identity"]
+    elif (rd / "resolved_config.yaml").exists():
+        identity = run_identity(OmegaConf.load(rd / "resolved_config.yaml"))
+    else:
+        return None
+    net = (identity.get("model") or {}).get("net")
+    if isinstance(net, dict) and "resnet" in str(net.get("_target_", "")):
+        net.setdefault("head_norm", "none")
+    return identity
 
 
 def differences(run_dir: Path, cfg: DictConfig) -> list[str] | None:
@@ -86,9 +92,6 @@ def differences(run_dir: Path, cfg: DictConfig) -> list[str] | None:
     old = recorded_identity(run_dir)
     if old is None:
         return None
-    net = (old.get("model") or {}).get("net")
-    if isinstance(net, dict) and "resnet" in str(net.get("_target_", "")):
-        net.setdefault("head_norm", "none")  # recorded before the key existed: the head without BatchNorm
     # through JSON, as the record is stored (tuples become lists, keys strings)
     new = json.loads(json.dumps(run_identity(cfg), default=str))
     return _diff(old, new)
@@ -104,9 +107,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def head_norm(run_dir: Path) -> str | None:
-    """The ``model.net.head_norm`` a residual-net run was trained with (``"none"``: before the key existed);
-    None for other networks or a run without a record."""
+    """The ``model.net.head_norm`` a residual-net run was trained with (``recorded_identity``); None for
+    other networks or a run without a record."""
     net = ((recorded_identity(run_dir) or {}).get("model") or {}).get("net") or {}
-    if "resnet" not in str(net.get("_target_", "")):
-        return None
-    return str(net.get("head_norm", "none"))
+    return str(net["head_norm"]) if "head_norm" in net else None
