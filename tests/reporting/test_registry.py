@@ -73,7 +73,10 @@ def test_the_longer_headline_renders_beside_the_headline(tmp_path: Path) -> None
     assert "AUC after 229k samples (`headline_resnet`, 3 seeds) → after 1.05M (1 seed)" in text
     assert (tmp_path / "rep" / "figures" / "headline_long_learning_curves.png").exists()
     assert "differ in their head" not in text
+    head["runs"] = {k: {key: x for key, x in v.items() if key != "head_norm"}  # a summary from before the key
+                    for k, v in head["runs"].items()}
     long["runs"] = {k: {**v, "head_norm": "batch"} for k, v in long["runs"].items()}
+    (tmp_path / "s" / "headline_resnet.json").write_text(json.dumps(head))
     (tmp_path / "s" / "headline_resnet_long.json").write_text(json.dumps(long))
     text = registry.build_report(tmp_path / "s", tmp_path / "rep", "t").read_text()
     assert "differ in their head as well (`model.net.head_norm`: none → batch)" in text
